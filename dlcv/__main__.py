@@ -1,0 +1,5 @@
+import sys
+
+from dlcv.cli import main
+
+sys.exit(main())

