@@ -40,24 +40,31 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
-    from dlcv import predict
+PREDICT_INPUTS = {"p1": ("IMAGE_DIR", "OUT_CSV"), "p2": ("IMAGES_CSV", "IMAGE_DIR", "OUT_CSV"),
+                  "p3": ("IMAGE_DIR", "OUT_DIR")}
 
-    if args.problem == "p1":
-        return predict.predict_p1(args.checkpoint, args.inputs[0], args.inputs[1])
-    if args.problem == "p2":
-        return predict.predict_p2(args.checkpoint, args.inputs[0], args.inputs[1], args.inputs[2])
-    return predict.predict_p3(args.checkpoint, args.inputs[0], args.inputs[1], tta=args.tta)
+
+def _predict(args) -> int:
+    import importlib
+
+    expected = PREDICT_INPUTS[args.problem]
+    if len(args.inputs) != len(expected):
+        print(f"error: predict {args.problem} takes {' '.join(expected)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = {"tta": True} if args.tta else {}
+    return importlib.import_module(f"dlcv.graded.{args.problem}").predict(args.checkpoint, *args.inputs, **options)
 
 
 def _demo_data(args) -> int:
     import time
 
+    import dataclasses
+
     from dlcv.demo import DemoScale, write_demo_data
 
     scale = DemoScale()
     if args.full_p1:
-        scale.p1_train_per_class, scale.p1_val_per_class = 450, 50
+        scale = dataclasses.replace(scale, p1_train_per_class=450, p1_val_per_class=50, p1_test=5000)
     t0 = time.perf_counter()
     counts = write_demo_data(args.out, scale, seed=args.seed, problems=tuple(args.problems))
     for folder, n in counts.items():
@@ -76,6 +83,14 @@ def _fetch(args) -> int:
     from dlcv.checkpoints import fetch_checkpoints
 
     return fetch_checkpoints(args.names)
+
+
+# Commands whose arguments and code live beside the job they belong to:
+# name -> (module with add_arguments(parser) and run(args) -> int, help)
+MODULE_COMMANDS = {
+    "p2-settings": ("dlcv.jobs.p2_settings", "fine-tune Office-Home in settings A-E and write the A-E table"),
+    "score-masks": ("dlcv.seg_metrics", "official mIoU of a folder of predicted masks against the ground truth"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="write the graded prediction files")
     s.add_argument("problem", choices=["p1", "p2", "p3"])
     s.add_argument("checkpoint")
-    s.add_argument("inputs", nargs="+", help="p1: IMAGE_DIR OUT_CSV | p2: IMAGES_CSV IMAGE_DIR OUT_CSV | "
-                                             "p3: IMAGE_DIR OUT_DIR")
+    s.add_argument("inputs", nargs="+", help=" | ".join(f"{p}: {' '.join(i)}" for p, i in PREDICT_INPUTS.items()))
     s.add_argument("--tta", action="store_true", help="p3: average with the horizontally flipped image")
     s.set_defaults(func=_predict)
 
@@ -120,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fetch-checkpoints", help="download the checkpoints hw1_*.sh use (hw1_download_ckpt.sh)")
     s.add_argument("names", nargs="*", default=["p1", "p2", "p3"])
     s.set_defaults(func=_fetch)
+
+    import importlib
+    import importlib.util
+
+    for name, (module, help_text) in MODULE_COMMANDS.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        mod = importlib.import_module(module)
+        if hasattr(mod, "add_arguments"):
+            s = sub.add_parser(name, help=help_text)
+            mod.add_arguments(s)
+            s.set_defaults(func=mod.run)
     return p
 
 

@@ -101,7 +101,6 @@ class ClassifyConfig:
     dataset: str = "p1"  # p1 | office
     augment: str = "none"  # none | crop_flip | crop_flip_strong | rrc_flip
     label_smoothing: float = 0.0
-    mixup: float = 0.0
     run: RunConfig = field(default_factory=RunConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -110,11 +109,22 @@ class ClassifyConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
 
-SCHEMAS: dict[str, type] = {"classify": ClassifyConfig}
+# task -> its schema; the other jobs keep their schema beside their code ("module:Class")
+SCHEMAS: dict[str, type | str] = {
+    "classify": ClassifyConfig,
+    "byol": "dlcv.jobs.byol:ByolConfig",
+    "segment": "dlcv.jobs.segment:SegmentConfig",
+}
 
 
-def register_schema(task: str, schema: type) -> None:
-    SCHEMAS[task] = schema
+def schema_for(task: str) -> type:
+    schema = SCHEMAS[task]
+    if isinstance(schema, str):
+        import importlib
+
+        module, name = schema.split(":")
+        schema = getattr(importlib.import_module(module), name)
+    return schema
 
 
 class ConfigError(ValueError):
@@ -143,7 +153,7 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | tuple[
     task = cli.get("task", raw.get("task", "classify"))
     if task not in SCHEMAS:
         raise ConfigError(f"{path}: unknown task {task!r}; known: {sorted(SCHEMAS)}")
-    schema = OmegaConf.structured(SCHEMAS[task])
+    schema = OmegaConf.structured(schema_for(task))
     try:
         cfg = OmegaConf.merge(schema, raw, cli)
     except OmegaConfBaseException as exc:

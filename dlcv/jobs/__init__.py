@@ -5,6 +5,8 @@ import importlib
 
 JOBS = {
     "classify": "dlcv.jobs.classify",
+    "byol": "dlcv.jobs.byol",
+    "segment": "dlcv.jobs.segment",
 }
 
 

@@ -1,0 +1,1 @@
+"""The graded outputs: one module per problem, each with `predict(checkpoint, *inputs, **options)`."""

@@ -1,0 +1,30 @@
+"""hw1_1.sh: P1 class predictions for a folder of images, as `filename,label` rows."""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+from dlcv.engine import load_model_file
+from dlcv.graded.common import check_output_writable, report_unreadable
+from dlcv.io import write_text
+
+
+def predict(checkpoint: str | Path, image_dir: str | Path, out_csv: str | Path) -> int:
+    """`filename,label` for every image of a folder (any names), sorted by file name."""
+    from dlcv.data.p1 import load_p1_folder
+    from dlcv.jobs.classify import predict_labels
+
+    out_csv = Path(out_csv)
+    check_output_writable(out_csv)
+    config, state = load_model_file(checkpoint)
+    images = load_p1_folder(image_dir, labelled=False, on_error="collect")
+    labels = predict_labels(config, state, images.images)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "label"])
+    writer.writerows(zip(images.names, (int(v) for v in labels)))
+    write_text(out_csv, buf.getvalue())
+    print(f"wrote {len(images.names)} predictions to {out_csv}", file=sys.stderr)
+    return report_unreadable(images.meta["errors"])

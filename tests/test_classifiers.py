@@ -1,0 +1,115 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dlcv.config import ModelConfig
+from dlcv.models.classifiers import Preprocess, SeedCNN, build_classifier
+from dlcv.models.weights import WeightsError
+
+
+def cfg(**kw):
+    return OmegaConf.structured(ModelConfig(**kw))
+
+
+def test_seed_a_matches_the_report_and_computes_its_flatten_size():
+    model = build_classifier(cfg(name="seed_a"))
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert model(x).shape == (2, 50)
+    assert model.features(x).shape == (2, 128)  # penultimate = the 128-wide hidden layer
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 32, (3, 3)), (32, 64, (3, 3))]
+    assert model.backbone.fc[0].in_features == 64 * 8 * 8
+    assert SeedCNN(input_size=48).fc[0].in_features == 64 * 12 * 12
+    dropout = [m for m in model.head.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropout) == 1 and dropout[0].p == 0.25
+
+
+def test_resnet18_cifar_shapes():
+    model = build_classifier(cfg(name="resnet18_cifar"))
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 50) and model.features(x).shape == (2, 512)
+
+
+def test_convnext_shapes_and_seed_freeze_rule():
+    model = build_classifier(cfg(name="convnext_tiny", freeze="seed", input_size=64))
+    model.eval()
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 50)
+    assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 768)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable, "something must train"
+    for name in trainable:
+        assert name.startswith(("backbone.net.features.7.", "backbone.net.classifier.", "head.")), name
+    assert any(n.startswith("backbone.net.features.7.") for n in trainable)
+    assert {"head.weight", "head.bias", "backbone.net.classifier.0.weight"} <= trainable
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("backbone.net.features.5.") for n in frozen)
+    assert "pretrained" and model.pretrained == "random init"
+
+
+def test_freeze_backbone_keeps_batchnorm_statistics():
+    model = build_classifier(cfg(name="resnet18_cifar", freeze="backbone"))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+    model.train()
+    bn = model.backbone.net.bn1
+    before = bn.running_mean.clone()
+    model(torch.rand(4, 3, 32, 32) * 5)
+    assert not bn.training and torch.equal(bn.running_mean, before)
+
+
+def test_seed_preprocess_resizes_and_crops_like_torchvision():
+    import torchvision.transforms.v2.functional as TF
+
+    x = torch.rand(1, 3, 32, 40)
+    pre = Preprocess(size=224, resize=232)
+    ours = pre(x)
+    ref = TF.center_crop(TF.resize(x, 232, antialias=True), 224)
+    ref = (ref - pre.mean) / pre.std
+    assert ours.shape == (1, 3, 224, 224)
+    assert torch.allclose(ours, ref, atol=1e-4)
+    assert torch.allclose(pre(torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)), pre(torch.ones(1, 3, 8, 8)))
+
+
+def test_efficientnet_lite0_wheel_weights_are_real_imagenet_weights():
+    model = build_classifier(cfg(name="efficientnet_lite0", pretrained="imagenet", freeze="seed", input_size=64))
+    assert "ImageNet" in model.pretrained
+    random = build_classifier(cfg(name="efficientnet_lite0", input_size=64))
+    stem, stem_random = model.backbone.net.conv_stem.weight, random.backbone.net.conv_stem.weight
+    assert not torch.allclose(stem, stem_random)
+    # trained BN statistics are not the init values
+    assert not torch.allclose(model.backbone.net.bn1.running_var, torch.ones_like(model.backbone.net.bn1.running_var))
+    trainable = {n.split(".")[2] if n.startswith("backbone") else n.split(".")[0]
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"blocks", "conv_head", "bn2", "head"}
+    model.eval()
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 50)
+
+
+def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLCV_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsError, match=r"convnext_tiny-.*\.pth|model.pretrained="):
+        build_classifier(cfg(name="convnext_tiny", pretrained="imagenet"))
+
+
+def test_local_weights_file_is_loaded_and_checked(tmp_path):
+    import torchvision
+
+    net = torchvision.models.convnext_tiny(weights=None)
+    with torch.no_grad():
+        net.features[0][0].weight.fill_(0.125)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    model = build_classifier(cfg(name="convnext_tiny", pretrained=str(tmp_path / "w.pth")))
+    assert torch.all(model.backbone.net.features[0][0].weight == 0.125)
+    assert model.pretrained.endswith("w.pth")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(WeightsError, match="missing"):
+        build_classifier(cfg(name="convnext_tiny", pretrained=str(tmp_path / "wrong.pth")))
+    with pytest.raises(WeightsError, match="not found"):
+        build_classifier(cfg(name="convnext_tiny", pretrained=str(tmp_path / "nope.pth")))
+
+
+def test_unknown_model_and_freeze_rule():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_classifier(cfg(name="vit"))
+    with pytest.raises(ValueError, match="freeze"):
+        build_classifier(cfg(name="seed_a", freeze="most"))
