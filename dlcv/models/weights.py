@@ -72,7 +72,10 @@ def load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], source: 
     own = module.state_dict()
     want = {k for k in own if not k.startswith(ignore)}
     have = {k for k in state if not k.startswith(ignore)}
-    missing, unexpected = sorted(want - have), sorted(have - want)
+    # BatchNorm's num_batches_tracked counters are absent from old torchvision files; torch's own
+    # loader treats them as 0 too, so only real weights count as missing
+    missing = sorted(k for k in want - have if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(have - want)
     shapes = sorted(k for k in want & have if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or shapes:
         def show(keys):
@@ -86,4 +89,4 @@ def load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], source: 
             lines.append("  wrong shape: " + ", ".join(
                 f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:6]))
         raise WeightsError("\n".join(lines))
-    module.load_state_dict({k: state[k] for k in want}, strict=False)
+    module.load_state_dict({k: state[k] for k in want & have}, strict=False)
