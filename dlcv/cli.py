@@ -150,7 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may come after options (`evaluate m.pt --out x trainer.devices=2`), which
+    # argparse cannot interleave with positionals: collect the leftovers as overrides
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     from dlcv.config import ConfigError
     from dlcv.data.images import DataError
     from dlcv.engine import NonFiniteLossError

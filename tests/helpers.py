@@ -1,0 +1,38 @@
+"""Small shared helpers for the tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_dlcv(*args: str, check: bool = True, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m dlcv ...` in a subprocess (as a user runs it), from the repo root."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "dlcv", *args], cwd=REPO, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dlcv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def write_digits_p1(root: Path, n_val: int = 297, size: int = 32) -> Path:
+    """scikit-learn's bundled 8x8 digits (real data) written in the P1 layout, upscaled to 32x32 RGB."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255 / 16)).astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    for split, idx in (("val_50", order[:n_val]), ("train_50", order[n_val:])):
+        folder = root / "p1_data" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            img = Image.fromarray(images[i]).resize((size, size), Image.BILINEAR).convert("RGB")
+            img.save(folder / f"{digits.target[i]}_{i}.png")
+    return root
