@@ -12,7 +12,7 @@ import lightning.pytorch as L
 import torch
 
 from dlcv.io import write_text
-from dlcv.seeding import derive_seed, seed_global
+from dlcv.seeding import derive_seed
 
 
 def milestone_epochs(epochs: int, chosen: Sequence[int] = ()) -> list[int]:
@@ -130,11 +130,13 @@ class RunCheckpoints(L.Callback):
             trainer.save_checkpoint(self.dir / f"epoch_{epoch:03d}.ckpt", weights_only=False)
 
 
-class SeedEachEpoch(L.Callback):
-    """Reseed the global RNG (dropout etc.) from (seed, epoch, rank) at every epoch start."""
+class SeedEachStep(L.Callback):
+    """Reseed torch's global RNG (dropout, stochastic depth) from (seed, step, rank) before every
+    training step. Per step, not per epoch: Lightning may create the data iterator (which draws
+    from the global RNG) before or after the epoch-start hooks, differently in a resumed run."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        seed_global(derive_seed(self.seed, trainer.current_epoch, trainer.global_rank))
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        torch.manual_seed(derive_seed(self.seed, trainer.global_step, trainer.global_rank))

@@ -21,7 +21,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
-from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachEpoch, milestone_epochs
+from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, milestone_epochs
 from dlcv.config import to_yaml
 from dlcv.data.sets import BatchDataset, passthrough_collate
 from dlcv.io import CheckpointError, atomic_path, load_torch, write_text
@@ -144,7 +144,7 @@ def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
     all_callbacks: list[L.Callback] = []
     if fitting:
         # order matters: the log row of an epoch must exist before that epoch's checkpoint is saved
-        all_callbacks += [SeedEachEpoch(cfg.run.seed), EpochLog(run_dir),
+        all_callbacks += [SeedEachStep(cfg.run.seed), EpochLog(run_dir),
                           RunCheckpoints(run_dir, milestone_epochs(t.epochs, t.checkpoint_epochs), monitor, mode)]
     all_callbacks += list(callbacks)
 

@@ -1,9 +1,9 @@
 """Seeds derived from (run seed, epoch or step, rank): randomness that a resumed run replays exactly.
 
-Nothing relies on the global RNG carrying over between epochs: the sampler shuffles with
+Nothing relies on the global RNG carrying over between steps: the sampler shuffles with
 (seed, epoch), augmentation draws from a generator seeded with (seed, step, rank), and the global
-RNG (dropout, stochastic depth) is reseeded at every epoch start. So a run resumed from an
-end-of-epoch checkpoint continues bit-for-bit like the uninterrupted one (on deterministic kernels).
+RNG (dropout, stochastic depth) is reseeded before every training step. So a run resumed from a
+checkpoint continues bit-for-bit like the uninterrupted one (on deterministic kernels).
 """
 from __future__ import annotations
 

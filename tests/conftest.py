@@ -19,7 +19,7 @@ def demo_root(tmp_path_factory):
     from dlcv.demo import DemoScale, write_demo_data
 
     root = tmp_path_factory.mktemp("hw1_data")
-    scale = DemoScale(p1_train_per_class=12, p1_val_per_class=3, p1_test=40,
+    scale = DemoScale(p1_train_per_class=20, p1_val_per_class=3, p1_test=40,
                       p2_mini=96, p2_office_train_per_class=2, p2_office_val_per_class=1, p2_office_test=12,
                       p3_train=12, p3_val=6, p3_test=4, p3_size=64)
     write_demo_data(root, scale, seed=1)

@@ -44,7 +44,8 @@ def test_seed_a_on_real_digits_reaches_90_percent(tmp_path):
 
 
 def test_demo_training_beats_chance_and_resume_is_exact(demo_root, tmp_path):
-    common = ["configs/demo/p1_seed_a.yaml", f"data.root={demo_root}", "trainer.epochs=4", "trainer.progress=false"]
+    common = ["configs/demo/p1_seed_a.yaml", f"data.root={demo_root}", "trainer.epochs=4", "optim.lr=2e-3",
+              "trainer.progress=false"]
     run_dlcv("train", *common, f"run.dir={tmp_path}/a")
     full = tmp_path / "a" / "p1_seed_a"
     assert _val_acc(full) > 0.10  # chance is 2%
