@@ -90,6 +90,8 @@ def _fetch(args) -> int:
 MODULE_COMMANDS = {
     "p2-settings": ("dlcv.jobs.p2_settings", "fine-tune Office-Home in settings A-E and write the A-E table"),
     "score-masks": ("dlcv.seg_metrics", "official mIoU of a folder of predicted masks against the ground truth"),
+    "report": ("dlcv.report.build", "write the HW1 report (HTML, Markdown, PDF) from run folders"),
+    "bench": ("dlcv.bench", "benchmark every job against a plain reference, write benchmarks/RESULTS.md"),
 }
 
 

@@ -22,7 +22,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, milestone_epochs
-from dlcv.config import to_yaml
+from dlcv.config import ConfigError, to_yaml
 from dlcv.data.sets import BatchDataset, passthrough_collate
 from dlcv.io import CheckpointError, atomic_path, load_torch, write_text
 from dlcv.seeding import seed_global
@@ -139,6 +139,8 @@ class ArrayDataModule(L.LightningDataModule):
 def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
                   callbacks: Sequence[L.Callback] = (), fitting: bool = True) -> L.Trainer:
     t = cfg.trainer
+    if t.sync_batchnorm and not _uses_gpu(t):
+        raise ConfigError("trainer.sync_batchnorm needs GPUs: torch's SyncBatchNorm has no CPU kernels")
     if t.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     all_callbacks: list[L.Callback] = []
