@@ -294,19 +294,91 @@ def format_iou_table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dlcv.seg_metrics",
-                                 description="Official P3 mean IoU of a prediction folder against a ground-truth folder")
-    ap.add_argument("-p", "--pred", required=True, help="folder of predicted *_mask.png")
-    ap.add_argument("-g", "--labels", required=True, help="folder of ground-truth *_mask.png")
-    args = ap.parse_args(argv)
+def iou_markdown(result: dict, title: str = "") -> str:
+    """The per-class IoU table as Markdown (absent classes marked, both means explained)."""
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| class | name | IoU | TP | P (pred) | G (truth) |", "|---:|---|---:|---:|---:|---:|"]
+    for c in result["per_class"]:
+        iou = "absent" if c["absent"] else f"{c['iou']:.4f}"
+        lines.append(f"| {c['class']} | {c['name']} | {iou} | {c['tp']} | {c['pred']} | {c['gt']} |")
+    lines.append("")
+    if result["absent_classes"]:
+        names = ", ".join(f"{c['class']} {c['name']}" for c in result["per_class"] if c["absent"])
+        lines.append(f"**mIoU over the {len(result['present_classes'])} present classes: {result['miou']:.4f}** "
+                     f"(absent from prediction and truth: {names}; the official mean_iou_evaluate.py would "
+                     f"print nan)")
+    else:
+        lines.append(f"**mIoU (6 classes, official rule): {result['miou']:.4f}**")
+    lines.append("")
+    lines.append(f"{result['num_pixels']} pixels" + (f" in {result['num_files']} file(s)" if "num_files" in result else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_iou_report(out_dir: str | Path, result: dict, title: str, extra: dict | None = None) -> dict:
+    """``metrics.json`` (IoUs, both means, the 7x7 confusion matrix) and ``iou.md`` in out_dir.
+
+    JSON has no NaN: absent classes have ``"iou": null`` and a NaN mean is written as null."""
+    import json
+
+    from dlcv.io import write_text
+
+    out_dir = Path(out_dir)
+
+    def finite(v: float):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    payload = {
+        "title": title,
+        "miou": finite(result["miou"]),
+        "miou_official": finite(result["miou_official"]),
+        "per_class": result["per_class"],
+        "present_classes": result["present_classes"],
+        "absent_classes": result["absent_classes"],
+        "num_pixels": result["num_pixels"],
+        "confusion": np.asarray(result["confusion"]).tolist(),
+        "confusion_axes": "rows = ground truth class 0..6, columns = predicted class 0..6",
+        "class_names": list(CLASS_NAMES),
+        **({"num_files": result["num_files"]} if "num_files" in result else {}),
+        **(extra or {}),
+    }
+    write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    write_text(out_dir / "iou.md", iou_markdown(result, title))
+    return payload
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Arguments of ``dlcv score-masks`` / ``python -m dlcv.seg_metrics``."""
+    ap.add_argument("pred_dir", nargs="?", help="folder of predicted *_mask.png")
+    ap.add_argument("gt_dir", nargs="?", help="folder of ground-truth *_mask.png")
+    ap.add_argument("-p", "--pred", help="same as PRED_DIR (the official script's flag)")
+    ap.add_argument("-g", "--labels", help="same as GT_DIR (the official script's flag)")
+    ap.add_argument("--out", help="also write metrics.json and iou.md into this folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score a prediction folder; 0 on success, 2 (with the reason on stderr) on bad input."""
+    pred = args.pred or args.pred_dir
+    gt = args.labels or args.gt_dir
+    if not pred or not gt:
+        print("error: give the prediction and ground-truth folders (PRED_DIR GT_DIR, or -p PRED -g GT)",
+              file=sys.stderr)
+        return 2
     try:
-        result = score_folders(args.pred, args.labels)
-    except (ValueError, FileNotFoundError) as exc:
+        result = score_folders(pred, gt)
+    except (ValueError, FileNotFoundError) as exc:  # DataError (an unreadable PNG) is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_iou_table(result))
+    if getattr(args, "out", None):
+        write_iou_report(args.out, result, f"{pred} vs {gt}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dlcv.seg_metrics",
+                                 description="Official P3 mean IoU of a prediction folder against a ground-truth folder")
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -298,3 +298,20 @@ def test_deeplabv3_imagenet_from_hub_cache_offline(monkeypatch, hub_dir, no_netw
     m = deeplabv3_resnet50(backbone_weights="imagenet")
     assert torch.equal(m.backbone.conv1.weight, state["conv1.weight"])
     assert "IMAGENET1K_V1" in m.pretrained
+
+
+# ---------------------------------------------------------------- fc6 on CPU
+def test_fcn32s_cpu_fc6_equals_the_convolution(fcn):
+    """On CPU fc6 runs as im2col + matmul (oneDNN's conv backward is pathologically slow on the
+    tiny padded map): same outputs and same gradients as the plain convolution."""
+    torch.manual_seed(1)
+    y = torch.randn(2, 512, 3, 5, requires_grad=True)
+    fast = fcn._fc6(y)
+    reference = F.conv2d(y, fcn.fc6.weight, fcn.fc6.bias, padding=3)
+    assert fast.shape == reference.shape == (2, 4096, 3, 5)
+    assert torch.allclose(fast, reference, atol=1e-4, rtol=1e-4)
+    g = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad(fast, (y, fcn.fc6.weight), g)
+    grads_ref = torch.autograd.grad(reference, (y, fcn.fc6.weight), g)
+    for a, b in zip(grads_fast, grads_ref):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)

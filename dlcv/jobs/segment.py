@@ -1,0 +1,198 @@
+"""The segmentation job (P3 models A and B), top to bottom: data, fit, evaluate, masks, figures.
+
+`dlcv train configs/p3/<recipe>.yaml` -> runs/<name>/ with config.yaml, meta.json, epochs.csv
+(train/loss, val/loss, val/miou, val/pixel_acc, val/iou_<class> per epoch), log.txt,
+checkpoints/{last,best,epoch_XXX}.ckpt (best = highest val/miou), masks/epoch_XXX/*.png,
+eval/{iou.md,metrics.json} (the best epoch's official per-class IoU and confusion matrix),
+figures/masks_over_epochs*.png, model.pt (for hw1_3.sh) and summary.json.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dlcv.analysis.masks_over_epochs import MaskSnapshots, mask_figures
+from dlcv.callbacks import EpochLog, milestone_epochs
+from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, from_dict, to_dict
+from dlcv.data.images import DataError
+from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
+from dlcv.data.satellite import load_satellite_split
+from dlcv.data.sets import BatchDataset, ImageSet
+from dlcv.engine import (ArrayDataModule, build_trainer, export_model, prepare_run_dir, resume_path,
+                         seed_run)
+from dlcv.io import load_torch, write_text
+from dlcv.seg_metrics import format_iou_table, iou_from_confusion, write_iou_report
+from dlcv.tasks.segmentation import SegmentationTask
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class SegModelConfig:
+    name: str = "deeplabv3_resnet50"  # fcn32s (model A) | deeplabv3_resnet50 (model B)
+    # "none" (random init) | "imagenet" (torchvision weights from the local cache: VGG16 for fcn32s,
+    # the ResNet50 backbone for DeepLab; never a silent download) | a path to a local state dict
+    pretrained: str = "none"
+    aux_loss_weight: float = 0.0  # DeepLab: > 0 builds the auxiliary FCN head on layer3 (0.4 in the paper)
+    dropout: float = 0.5  # FCN32s: Dropout2d after fc6 and fc7
+
+
+@dataclass
+class SegDataConfig(DataConfig):
+    crop: int = 0  # square training crop in pixels (512 real, 128 demo); 0 = the images' own size
+
+
+@dataclass
+class SegAugmentConfig:
+    enabled: bool = True
+    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])  # zoom, log-uniform
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rot90: bool = True  # satellite images have no "up"
+    jitter: float = 0.0  # brightness/contrast/saturation strength (hue: jitter/8), image only; 0 = off
+    jitter_p: float = 0.8
+
+
+@dataclass
+class SegLossConfig:
+    name: str = "ce"  # ce | focal
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class MasksConfig:
+    enabled: bool = True
+    epochs: list[int] = field(default_factory=list)  # 1-based; empty = first, middle, last
+    # validation ids; QUOTE them in YAML: an unquoted 0013 is read as the octal number 11
+    ids: list[str] = field(default_factory=lambda: ["0013", "0062", "0104"])
+    alpha: float = 0.3  # fill opacity of the overlays
+
+
+@dataclass
+class SegmentConfig:
+    task: str = "segment"
+    run: RunConfig = field(default_factory=RunConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    model: SegModelConfig = field(default_factory=SegModelConfig)
+    augment: SegAugmentConfig = field(default_factory=SegAugmentConfig)
+    loss: SegLossConfig = field(default_factory=SegLossConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
+
+
+# ------------------------------------------------------------------------------------ data
+def cache_dir(cfg) -> str:
+    return cfg.data.cache_dir or str(Path(cfg.data.root) / ".dlcv_cache")
+
+
+def load_sets(cfg, train: bool = True) -> tuple[ImageSet | None, ImageSet]:
+    """(train, validation) of <root>/p3_data; train is None when not asked for (evaluation)."""
+    root = Path(cfg.data.root) / "p3_data"
+    train_set = load_satellite_split(root / "train", cache_dir(cfg)).subset(cfg.data.limit) if train else None
+    val_set = load_satellite_split(root / "validation", cache_dir(cfg))
+    return train_set, val_set
+
+
+def snapshot_items(cfg, val: ImageSet) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The validation ids chosen for masks-over-epochs, with their images and masks."""
+    ids = [str(i) for i in cfg.masks.ids]
+    index = {name: k for k, name in enumerate(val.names)}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise DataError(f"masks.ids {missing} are not in {val.root} (its ids run {val.names[0]}..{val.names[-1]}); "
+                        f"choose ids that exist, or masks.enabled=false. Quote them: YAML reads an unquoted "
+                        f"0013 as the octal number 11 (ids: [\"0013\"], or masks.ids=\"['0013']\" on the "
+                        f"command line)")
+    rows = [index[i] for i in ids]
+    return ids, np.asarray(val.images[rows]), np.asarray(val.masks[rows])
+
+
+def datamodule(cfg, train: ImageSet | None, val: ImageSet) -> ArrayDataModule:
+    # drop_last (the engine's default) so BatchNorm never sees a batch of 1
+    return ArrayDataModule(None if train is None else BatchDataset(train.images, train.masks),
+                           BatchDataset(val.images, val.masks), cfg.data.batch_size, cfg.data.eval_batch_size,
+                           cfg.data.num_workers, cfg.run.seed)
+
+
+# ------------------------------------------------------------------------------------ fit
+def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = False) -> dict:
+    run_dir = prepare_run_dir(cfg, command, resume, overwrite)
+    seed_run(cfg)
+    train, val = load_sets(cfg)
+    task = SegmentationTask(to_dict(cfg))
+    callbacks = []
+    if cfg.masks.enabled:
+        ids, images, masks = snapshot_items(cfg, val)
+        epochs = milestone_epochs(cfg.trainer.epochs, cfg.masks.epochs)
+        callbacks.append(MaskSnapshots(run_dir, epochs, ids, images, masks, cfg.masks.alpha))
+    trainer = build_trainer(cfg, run_dir, monitor="val/miou", mode="max", callbacks=callbacks)
+    dm = datamodule(cfg, train, val)
+    trainer.fit(task, datamodule=dm, ckpt_path=resume_path(run_dir) if resume else None, weights_only=True)
+    epoch_rows = next((cb.rows for cb in trainer.callbacks if isinstance(cb, EpochLog)), [])
+
+    # final evaluation of the best epoch (by val/miou) on every rank, written by rank 0
+    best = run_dir / "checkpoints" / "best.ckpt"
+    ckpt = load_torch(best if best.is_file() else run_dir / "checkpoints" / "last.ckpt")
+    task.load_state_dict(ckpt["state_dict"])
+    trainer.validate(task, datamodule=dm, verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    best_epoch = int(ckpt["epoch"]) + 1
+    result = iou_from_confusion(task.last_confusion)
+    title = f"{cfg.run.name}: validation IoU at the best epoch ({best_epoch})"
+    write_iou_report(run_dir / "eval", result, title, {"best_epoch": best_epoch, "images": len(val)})
+    print(format_iou_table(result), flush=True)
+    summary = {
+        "task": "segment", "model": cfg.model.name, "pretrained": task.segmenter.pretrained,
+        "loss": cfg.loss.name, "crop": cfg.data.crop, "best_epoch": best_epoch, "epochs": cfg.trainer.epochs,
+        "params": sum(p.numel() for p in task.segmenter.parameters()),
+        "val_images": len(val), "val_miou": _finite(result["miou"]),
+        "val_miou_official": _finite(result["miou_official"]),
+        "val_iou": {CLASS_NAMES[i]: _finite(result["iou"][i]) for i in range(EVAL_CLASSES)},
+        "absent_classes": [CLASS_NAMES[i] for i in result["absent_classes"]],
+        "mean_epoch_time_s": _mean([r.get("epoch_time_s") for r in epoch_rows]),
+        "train_images_per_s": _mean([r.get("images_per_s") for r in epoch_rows]),
+    }
+    export_model(run_dir, to_dict(cfg), task.state_dict(), {"summary": summary})
+    if cfg.masks.enabled:
+        figures = mask_figures(run_dir, cfg.run.name)
+        summary["figures"] = sorted(str(p.relative_to(run_dir)) for p in figures.values())
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"{cfg.run.name}: validation mIoU {result['miou']:.2%} (best epoch {best_epoch}) -> {run_dir}", flush=True)
+    return summary
+
+
+def _finite(v):
+    return None if v is None or v != v else float(v)  # JSON has no NaN
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 3) if values else None
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: dict) -> dict:
+    """Official per-class IoU and the confusion matrix of given weights on the validation set
+    (any number of processes: the matrix is summed over ranks, every image counted once)."""
+    cfg = from_dict(config)
+    for k, v in trainer_overrides.items():
+        setattr(cfg.trainer, k, v)
+    task = SegmentationTask(to_dict(cfg), inference=True)
+    task.load_state_dict(state_dict)
+    _, val = load_sets(cfg, train=False)
+    trainer = build_trainer(cfg, out_dir, monitor=None, fitting=False)
+    trainer.validate(task, datamodule=datamodule(cfg, None, val), verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    result = iou_from_confusion(task.last_confusion)
+    payload = write_iou_report(out_dir, result, f"{cfg.run.name}: validation IoU",
+                               {"images": len(val), "world_size": trainer.world_size})
+    print(format_iou_table(result), flush=True)
+    print(f"validation mIoU {result['miou']:.4%} on {len(val)} images ({trainer.world_size} process(es)) "
+          f"-> {out_dir}", flush=True)
+    return payload
