@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -123,11 +125,27 @@ class RunCheckpoints(L.Callback):
                                          (value > self.best if self.mode == "max" else value < self.best)):
                 self.best, improved = value, True
         # the state above is saved inside these checkpoints, so save after updating it
-        trainer.save_checkpoint(self.dir / "last.ckpt", weights_only=False)
-        if improved:
-            trainer.save_checkpoint(self.dir / "best.ckpt", weights_only=False)
-        if epoch in self.epochs:
-            trainer.save_checkpoint(self.dir / f"epoch_{epoch:03d}.ckpt", weights_only=False)
+        last = self.dir / "last.ckpt"
+        trainer.save_checkpoint(last, weights_only=False)
+        # best / milestone copies of the same epoch are hard links: a 1.6 GB FCN32s checkpoint is
+        # written once. The next epoch's last.ckpt is a new file (atomic rename), so links stay valid.
+        if trainer.is_global_zero:
+            if improved:
+                _link(last, self.dir / "best.ckpt")
+            if epoch in self.epochs:
+                _link(last, self.dir / f"epoch_{epoch:03d}.ckpt")
+        trainer.strategy.barrier("checkpoint-links")
+
+
+def _link(src: Path, dest: Path) -> None:
+    """dest becomes the same file as src, atomically (a copy where hard links are unsupported)."""
+    tmp = dest.with_name(f".{dest.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
 
 
 class SeedEachStep(L.Callback):

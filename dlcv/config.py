@@ -51,7 +51,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd / lars
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    schedule: str = "constant"  # constant | cosine | step
+    schedule: str = "constant"  # constant | cosine | poly | step
     warmup_epochs: float = 0.0
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     step_epochs: list[int] = field(default_factory=list)  # step schedule milestones

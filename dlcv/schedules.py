@@ -17,6 +17,7 @@ Conventions (all arrays have length ``total_steps``; index i is the value used D
   - ``constant``: 1.
   - ``cosine``:   min_ratio + (1 - min_ratio) * (1 + cos(pi * j / (n-1))) / 2, i.e. exactly 1 at the
                   first step after warm-up and exactly ``min_ratio`` at the LAST step (n = 1: 1).
+  - ``poly``:     min_ratio + (1 - min_ratio) * (1 - j / n) ** 0.9 (DeepLab's "poly" policy).
   - ``step``:     gamma ** (number of milestones m <= i); milestones are absolute step indices
                   counted from 0 including warm-up (as ``MultiStepLR`` after m scheduler steps).
                   The warm-up ramp multiplies this factor.
@@ -33,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-LR_KINDS = ("constant", "cosine", "step")
+LR_KINDS = ("constant", "cosine", "poly", "step")
 
 
 def lr_schedule(total_steps: int, warmup_steps: int = 0, kind: str = "constant",
@@ -57,6 +58,9 @@ def lr_schedule(total_steps: int, warmup_steps: int = 0, kind: str = "constant",
     if kind == "cosine" and n > 1:
         j = np.arange(n)
         mult[warmup_steps:] = min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + np.cos(np.pi * j / (n - 1)))
+    elif kind == "poly":
+        j = np.arange(n)
+        mult[warmup_steps:] = min_ratio + (1.0 - min_ratio) * (1.0 - j / n) ** 0.9
     elif kind == "step":
         ms = np.asarray(sorted(int(m) for m in milestones), dtype=np.int64)
         if ms.size and ms.min() < 0:

@@ -7,7 +7,7 @@ import torch
 from dlcv.schedules import lr_schedule, lr_schedule_for, plot_schedules, tau_schedule
 
 
-@pytest.mark.parametrize("kind", ["constant", "cosine", "step"])
+@pytest.mark.parametrize("kind", ["constant", "cosine", "poly", "step"])
 def test_lengths_and_warmup_endpoints(kind):
     m = lr_schedule(100, warmup_steps=10, kind=kind, milestones=[60], min_ratio=0.1)
     assert m.shape == (100,) and m.dtype == np.float64
@@ -128,3 +128,10 @@ def test_plot_schedules(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     with pytest.raises(ValueError):
         plot_schedules(tmp_path / "x.png")
+
+
+def test_poly_endpoints_and_monotone():
+    m = lr_schedule(40, warmup_steps=4, kind="poly", min_ratio=0.1)
+    assert m[4] == pytest.approx(1.0)
+    assert np.all(np.diff(m[4:]) < 0)
+    assert m[-1] == pytest.approx(0.1 + 0.9 * (1 / 36) ** 0.9)
