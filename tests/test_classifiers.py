@@ -24,10 +24,18 @@ def test_seed_a_matches_the_report_and_computes_its_flatten_size():
     assert len(dropout) == 1 and dropout[0].p == 0.25
 
 
-def test_resnet18_cifar_shapes():
-    model = build_classifier(cfg(name="resnet18_cifar"))
+def test_resnet18_cifar_shapes_and_width():
     x = torch.rand(2, 3, 32, 32)
+    model = build_classifier(cfg(name="resnet18_cifar"))
     assert model(x).shape == (2, 50) and model.features(x).shape == (2, 512)
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    n_ref = sum(p.numel() for n, p in reference.named_parameters() if not n.startswith(("fc.", "conv1.")))
+    n_ours = sum(p.numel() for n, p in model.backbone.net.named_parameters() if not n.startswith("conv1."))
+    assert n_ours == n_ref  # width 64 is exactly ResNet-18's body
+    narrow = build_classifier(cfg(name="resnet18_cifar", width=32))
+    assert narrow.features(x).shape == (2, 256) and narrow(x).shape == (2, 50)
 
 
 def test_convnext_shapes_and_seed_freeze_rule():

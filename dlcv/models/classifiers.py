@@ -73,6 +73,7 @@ class Classifier(nn.Module):
             p.requires_grad = name.startswith(tuple(trainable_prefixes))
         self._frozen_norms = [m for m in self.modules() if isinstance(m, _BatchNorm)
                               and not any(p.requires_grad for p in m.parameters(recurse=False))]
+        self.train(self.training)  # now: Lightning starts fitting without calling train() first
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -155,13 +156,26 @@ def build_seed_a(cfg) -> Classifier:
 
 
 def build_resnet18_cifar(cfg) -> Classifier:
-    """CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool (32x32 inputs keep 4x4 at layer4)."""
+    """CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool (32x32 inputs keep 4x4 at layer4).
+    `model.width` sets the first stage's channels (64 = the standard ResNet-18; 32 has 1/4 of the
+    FLOPs, for CPU demos); the stages double it as usual."""
+    from torchvision.models.resnet import BasicBlock
+
+    width = cfg.width or 64
     net = torchvision.models.resnet18(weights=None)
-    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
     net.maxpool = nn.Identity()
+    net.inplanes = width  # torchvision's _make_layer builds each stage from this running width
+    for i, stride in enumerate((1, 2, 2, 2)):
+        setattr(net, f"layer{i + 1}", net._make_layer(BasicBlock, width * 2**i, 2, stride=stride))
+    for m in net.modules():  # torchvision's initialisation, for the rebuilt layers too
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     net.fc = nn.Identity()
-    head = _DropoutHead(512, cfg.num_classes, cfg.dropout) if cfg.dropout else None
-    return Classifier(Preprocess(size=cfg.input_size), TorchvisionTrunk(net, _resnet_pre_logits), 512,
+    dim = width * 8
+    head = _DropoutHead(dim, cfg.num_classes, cfg.dropout) if cfg.dropout else None
+    return Classifier(Preprocess(size=cfg.input_size), TorchvisionTrunk(net, _resnet_pre_logits), dim,
                       cfg.num_classes, head)
 
 
@@ -181,20 +195,30 @@ def build_convnext(cfg, variant: str) -> Classifier:
     return model
 
 
-def build_resnet50(cfg) -> Classifier:
-    net = torchvision.models.resnet50(weights=None)
+def build_torchvision_resnet(cfg, arch: str = "resnet50") -> Classifier:
+    """torchvision resnet18/resnet50 (ImageNet-style stem), fc replaced by the shared head.
+
+    `pretrained` may be a full torchvision state dict of the same architecture (fc.* ignored: e.g.
+    P2's pretrain_model_SL.pt with its 1000-way fc) or a backbone alone (e.g. BYOL's backbone.pt).
+    """
+    net = getattr(torchvision.models, arch)(weights=None)
+    dim = net.fc.in_features
     source = _weights_source(cfg.pretrained)
     if cfg.pretrained == "imagenet":
-        weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
+        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
         load_matching(net, enum_state_dict(weights), str(weights))
     elif cfg.pretrained not in ("", "none"):
         load_matching(net, load_state_dict_file(cfg.pretrained), cfg.pretrained, ignore=("fc.",))
     net.fc = nn.Identity()
     pre = Preprocess(size=cfg.input_size, resize=cfg.resize)
-    model = Classifier(pre, TorchvisionTrunk(net, _resnet_pre_logits), 2048, cfg.num_classes,
-                       _DropoutHead(2048, cfg.num_classes, cfg.dropout) if cfg.dropout else None)
+    model = Classifier(pre, TorchvisionTrunk(net, _resnet_pre_logits), dim, cfg.num_classes,
+                       _DropoutHead(dim, cfg.num_classes, cfg.dropout) if cfg.dropout else None)
     model.pretrained = source
     return model
+
+
+def build_resnet50(cfg) -> Classifier:
+    return build_torchvision_resnet(cfg, "resnet50")
 
 
 def efficientnet_lite0_file() -> str:
@@ -237,6 +261,8 @@ MODELS: dict[str, ModelSpec] = {
     "seed_a": ModelSpec(build_seed_a, ("backbone.fc",)),
     "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",)),
     "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",)),
+    # P2 at CPU demo scale: the same ImageNet-style torchvision ResNet, smaller
+    "resnet18": ModelSpec(lambda cfg: build_torchvision_resnet(cfg, "resnet18"), ("backbone.net.layer4",)),
     "efficientnet_lite0": ModelSpec(build_efficientnet_lite0,
                                     ("backbone.net.blocks.6", "backbone.net.conv_head", "backbone.net.bn2")),
     **{f"convnext_{v}": ModelSpec(lambda cfg, v=v: build_convnext(cfg, v),
