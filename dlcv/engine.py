@@ -82,7 +82,7 @@ def run_metadata(cfg, command: Sequence[str]) -> dict:
     if kind == "auto":
         kind = "demo" if (data_root / "DEMO_DATA").exists() else "real"
     return {
-        "command": " ".join(command),
+        "command": " ".join(_as_typed(command)),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host_cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
@@ -96,6 +96,14 @@ def run_metadata(cfg, command: Sequence[str]) -> dict:
         "seed": cfg.run.seed,
         "seeding": "deterministic algorithms" if cfg.trainer.deterministic else "seeded",
     }
+
+
+def _as_typed(command: Sequence[str]) -> list[str]:
+    """`python -m dlcv ...` arrives as [".../dlcv/__main__.py", ...]: record what a user types."""
+    command = list(command)
+    if command and Path(command[0]).name in ("__main__.py", "dlcv"):
+        command[0] = "dlcv"
+    return command
 
 
 class ArrayDataModule(L.LightningDataModule):

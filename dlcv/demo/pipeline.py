@@ -46,6 +46,7 @@ def run_demo(out: Path, problems: tuple[str, ...] = ("p1", "p2", "p3"), fresh: b
     stages = [Stage("generate demo data", lambda: ensure_demo_data(data_root, DemoScale(), seed=0, problems=problems))]
     for problem in problems:  # each problem's stages live in dlcv/demo/stages_<problem>.py
         stages += importlib.import_module(f"dlcv.demo.stages_{problem}").stages(data_root, runs, out, fresh)
+    stages += importlib.import_module("dlcv.demo.stages_report").stages(data_root, runs, out, fresh)
 
     timings, results = {}, {}
     t_start = time.perf_counter()
