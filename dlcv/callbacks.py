@@ -46,6 +46,10 @@ class EpochLog(L.Callback):
     def load_state_dict(self, state):
         self.rows = list(state.get("rows", []))
 
+    def add_row(self, row: dict) -> None:
+        """A row from elsewhere (e.g. BYOL's epoch-0 reference), replacing one of the same epoch."""
+        self.rows = sorted([r for r in self.rows if r["epoch"] != row["epoch"]] + [row], key=lambda r: r["epoch"])
+
     def on_train_epoch_start(self, trainer, pl_module):
         self._t_epoch = self._t_last = time.perf_counter()
         self._data_time, self._images = 0.0, 0
@@ -69,9 +73,10 @@ class EpochLog(L.Callback):
         opt = trainer.optimizers[0] if trainer.optimizers else None
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
-        row["epoch_time_s"] = round(elapsed, 3)
+        row["epoch_time_s"] = round(elapsed, 3)  # training + validation + end-of-epoch hooks
         row["data_time_s"] = round(self._data_time, 3)
-        row["images_per_s"] = round(self._images * trainer.world_size / max(elapsed, 1e-9), 1)
+        train_time = self._t_last - self._t_epoch  # up to the end of the last training step
+        row["images_per_s"] = round(self._images * trainer.world_size / max(train_time, 1e-9), 1)
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             self._write()

@@ -209,8 +209,7 @@ class ByolTask(Task):
             row = {"epoch": 0, "step": 0, "knn/acc": round(acc, 6)}
             for cb in self.trainer.callbacks:
                 if isinstance(cb, EpochLog):  # an epoch-0 row in epochs.csv (kept on resume)
-                    cb.rows = [r for r in cb.rows if r["epoch"] != 0] + [row]
-                    cb.rows.sort(key=lambda r: r["epoch"])
+                    cb.add_row(row)
             print(EpochLog.format(row) + "   (random-init backbone, for reference)", flush=True)
 
     def on_train_epoch_start(self):
