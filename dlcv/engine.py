@@ -32,6 +32,8 @@ from dlcv.seeding import seed_global
 # the training device); Lightning warns about that whenever a DataModule is passed too.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+# BYOL has no validation loop; ArrayDataModule always defines val_dataloader (empty there)
+warnings.filterwarnings("ignore", message=".*passed in a `val_dataloader` but have no `validation_step`.*")
 # Lightning's INFO lines (tips, "100% of batches will be used", ...) drown the per-epoch log
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -74,6 +76,9 @@ def _devices(tcfg):
 def run_metadata(cfg, command: Sequence[str]) -> dict:
     """Where a number came from: command, hardware, versions, data kind, date, seeding mode."""
     import lightning
+    import numpy
+    import PIL
+    import torchmetrics
     import torchvision
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -91,10 +96,18 @@ def run_metadata(cfg, command: Sequence[str]) -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "lightning": lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "data_root": str(data_root),
         "data_kind": kind,
         "seed": cfg.run.seed,
+        # seeded: (seed, epoch/step, rank)-derived randomness, exact on CPU, fast kernels on GPU;
+        # deterministic algorithms: also torch.use_deterministic_algorithms (warn-only: an op with
+        # no deterministic kernel, e.g. CUDA adaptive_avg_pool2d backward, warns instead of failing)
         "seeding": "deterministic algorithms" if cfg.trainer.deterministic else "seeded",
+        "deterministic_algorithms": bool(cfg.trainer.deterministic),
     }
 
 
@@ -163,7 +176,10 @@ def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
 
     return L.Trainer(
         accelerator=t.accelerator, devices=_devices(t), num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=resolve_precision(t), sync_batchnorm=t.sync_batchnorm, deterministic=t.deterministic,
+        # "warn" as in seed_run: Lightning's True would make ops without a deterministic CUDA kernel
+        # (adaptive_avg_pool2d / bilinear interpolate backward: every ResNet, DeepLab) raise mid-run
+        precision=resolve_precision(t), sync_batchnorm=t.sync_batchnorm,
+        deterministic="warn" if t.deterministic else False,
         max_epochs=t.epochs, gradient_clip_val=t.grad_clip or None, accumulate_grad_batches=t.accumulate,
         limit_train_batches=limit(t.limit_train_batches), limit_val_batches=limit(t.limit_val_batches),
         check_val_every_n_epoch=t.val_every, num_sanity_val_steps=0,
@@ -183,6 +199,10 @@ def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) 
         for stale in list((run_dir / "checkpoints").glob("*.ckpt")) + [run_dir / "epochs.csv", run_dir / "log.txt"]:
             stale.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # a run killed while writing a checkpoint leaves its temp file (the checkpoint itself is intact:
+    # atomic rename); nothing writes checkpoints yet, so the leftovers can go
+    for leftover in list((run_dir / "checkpoints").glob(".*.tmp")) + list((run_dir / "checkpoints").glob(".*.link")):
+        leftover.unlink(missing_ok=True)
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     write_text(run_dir / "meta.json", json.dumps(run_metadata(cfg, command), indent=2) + "\n")
     return run_dir
@@ -212,6 +232,18 @@ def load_model_file(path: str | Path) -> tuple[dict, dict]:
     if "config" in hp and "state_dict" in obj:
         return hp["config"], obj["state_dict"]
     raise CheckpointError(f"{path}: not a dlcv checkpoint (no config/state_dict inside)")
+
+
+def load_weights(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """Load a checkpoint's weights into the model its config describes; a mismatch (another
+    architecture, a hand-assembled file) is a CheckpointError listing the missing / unexpected /
+    wrong-shape keys in a few lines, not torch's wall of keys."""
+    from dlcv.models.weights import WeightsError, load_matching
+
+    try:
+        load_matching(module, state_dict, f"{source}: its weights")
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def seed_run(cfg) -> None:
