@@ -123,6 +123,7 @@ class RunCheckpoints(L.Callback):
         if trainer.sanity_checking:
             return
         epoch = trainer.current_epoch + 1
+        _check_finite_weights(pl_module, epoch, trainer.global_step)
         improved = False
         if self.monitor and self.monitor in trainer.callback_metrics:
             value = _scalar(trainer.callback_metrics[self.monitor])
@@ -140,6 +141,19 @@ class RunCheckpoints(L.Callback):
             if epoch in self.epochs:
                 _link(last, self.dir / f"epoch_{epoch:03d}.ckpt")
         trainer.strategy.barrier("checkpoint-links")
+
+
+def _check_finite_weights(module: torch.nn.Module, epoch: int, step: int) -> None:
+    """The loss guard (Task.check_finite) sees a blow-up one step late: the last step of an epoch
+    can have a finite loss and an infinite gradient. Never let such weights replace last.ckpt."""
+    from dlcv.engine import NonFiniteLossError
+
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFiniteLossError(
+                f"non-finite weights ({name}) at the end of epoch {epoch}, step {step}; training stopped, the "
+                f"last good checkpoint is kept. Lower optim.lr, enable trainer.grad_clip, or use "
+                f"trainer.precision=32-true to find the cause.")
 
 
 def _link(src: Path, dest: Path) -> None:

@@ -17,7 +17,7 @@ def _train(args) -> int:
     from dlcv.jobs import job_module
 
     cfg = load_config(args.config, args.overrides)
-    job_module(cfg.task).fit(cfg, sys.argv, resume=args.resume, overwrite=args.overwrite)
+    job_module(cfg.task).fit(cfg, args.argv, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -26,6 +26,7 @@ def _evaluate(args) -> int:
 
     from dlcv.config import from_dict, to_dict
     from dlcv.engine import load_model_file
+    from dlcv.io import CheckpointError
     from dlcv.jobs import job_module
 
     config, state = load_model_file(args.checkpoint)
@@ -36,7 +37,11 @@ def _evaluate(args) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
     if out.parent.name == "checkpoints":
         out = out.parent.parent / "eval"
-    job_module(cfg.task).evaluate(to_dict(cfg), state, out, {})
+    job = job_module(cfg.task)
+    if not hasattr(job, "evaluate"):
+        raise CheckpointError(f"{args.checkpoint}: a {cfg.task!r} run has no evaluation (BYOL's kNN accuracy "
+                              f"is in its epochs.csv); evaluate a fine-tuned model.pt instead")
+    job.evaluate(to_dict(cfg), state, out, {}, source=str(args.checkpoint))
     return 0
 
 
@@ -156,6 +161,8 @@ def main(argv=None) -> int:
     # key=value overrides may come after options (`evaluate m.pt --out x trainer.devices=2`), which
     # argparse cannot interleave with positionals: collect the leftovers as overrides
     args, extra = parser.parse_known_args(argv)
+    # the command meta.json records: what was run, also when main() is called with explicit arguments
+    args.argv = ["dlcv", *(sys.argv[1:] if argv is None else argv)]
     if extra:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -2,10 +2,6 @@
 unreadable images keep their row (empty label) with a non-zero exit."""
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ from dlcv.data.office import load_office_csv_images
 from dlcv.engine import export_model
 from dlcv.jobs.classify import predict_labels
 from dlcv.tasks.classification import ClassificationTask
-from tests.helpers import REPO
+from tests.helpers import REPO, run_graded
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +25,6 @@ def model_file(tmp_path_factory):
     return export_model(folder, to_dict(cfg), task.state_dict())
 
 
-def _hw1_2(csv_path, image_dir, out, checkpoint):
-    """bash hw1_2.sh as a grader runs it: python3 on the PATH (this venv's), nothing else set up."""
-    # HOME elsewhere than the output's folder: libraries create ~/.cache etc., which would make it exist
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DLCV_P2_CKPT": str(checkpoint),
-           "HOME": tempfile.gettempdir(), "DLCV_OFFLINE": "1"}
-    return subprocess.run(["bash", str(REPO / "hw1_2.sh"), str(csv_path), str(image_dir), str(out)],
-                          capture_output=True, text=True, env=env, cwd=REPO)
-
-
 def test_hw1_2_writes_the_csv_rows_in_order(demo_root, model_file, tmp_path):
     office = demo_root / "p2_data" / "office"
     # the CSV's order is not the folder's: reverse it, with `None` and empty labels mixed
@@ -47,7 +34,7 @@ def test_hw1_2_writes_the_csv_rows_in_order(demo_root, model_file, tmp_path):
     csv_path = tmp_path / "test.csv"
     csv_path.write_text(listed)
     out = tmp_path / "pred.csv"
-    proc = _hw1_2(csv_path, office / "test", out, model_file)
+    proc = run_graded("hw1_2.sh", csv_path, office / "test", out, ckpt=model_file, home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
 
     data = out.read_bytes()
@@ -72,7 +59,7 @@ def test_hw1_2_unreadable_image_keeps_its_row_empty(demo_root, model_file, tmp_p
     (images / "0003.jpg").write_bytes(b"broken")
     (images / "0005.jpg").unlink()
     out = tmp_path / "pred.csv"
-    proc = _hw1_2(office / "test.csv", images, out, model_file)
+    proc = run_graded("hw1_2.sh", office / "test.csv", images, out, ckpt=model_file, home=tmp_path / "home")
     assert proc.returncode == 2
     assert "0003.jpg" in proc.stderr and "0005.jpg" in proc.stderr
     lines = out.read_text().splitlines()
@@ -86,7 +73,7 @@ def test_hw1_2_bad_csv_is_an_error_before_writing(demo_root, model_file, tmp_pat
     bad = tmp_path / "bad.csv"
     bad.write_text("filename,label\n0000.jpg,\n")
     out = tmp_path / "pred.csv"
-    proc = _hw1_2(bad, office / "test", out, model_file)
+    proc = run_graded("hw1_2.sh", bad, office / "test", out, ckpt=model_file, home=tmp_path / "home")
     assert proc.returncode == 2 and "header must be exactly id,filename,label" in proc.stderr
     assert not out.exists()
     from dlcv.cli import main  # the same command in this process: no need for another interpreter

@@ -3,10 +3,8 @@ an output folder that may not exist; unreadable inputs listed, the others still 
 exit; flip TTA; the prediction path agrees with the training-time model wrapper."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,8 @@ import torch
 from PIL import Image
 
 from dlcv.data.masks import CLASS_COLORS, read_mask
+from tests.helpers import REPO, run_graded
 
-REPO = Path(__file__).resolve().parent.parent
 LEGAL = {tuple(int(v) for v in c) for c in CLASS_COLORS}
 
 
@@ -72,10 +70,7 @@ def test_script_follows_the_rules():
 def test_hw1_3_end_to_end_with_an_unreadable_image(model_file, test_dir, tmp_path):
     (test_dir / "0099_sat.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     out_dir = tmp_path / "does" / "not exist"
-    env = {**os.environ, "DLCV_P3_CKPT": str(model_file)}
-    env.pop("DLCV_P3_TTA", None)
-    proc = subprocess.run(["bash", str(REPO / "hw1_3.sh"), str(test_dir), str(out_dir)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_graded("hw1_3.sh", test_dir, out_dir, ckpt=model_file, home=tmp_path / "home")
     assert proc.returncode != 0
     assert "0099_sat.jpg" in proc.stderr and "1 input(s) could not be read" in proc.stderr
     _check_outputs(test_dir, out_dir, skip={"0099_mask.png"})
@@ -124,5 +119,5 @@ def test_wrong_checkpoint_or_folder_is_a_clear_error(tmp_path, demo_root, capsys
     assert "not a segmentation checkpoint" in capsys.readouterr().err
     assert cli_main(["predict", "p3", str(other), str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
     assert "folder not found" in capsys.readouterr().err
-    proc = subprocess.run(["bash", str(REPO / "hw1_3.sh")], capture_output=True, text=True, timeout=120)
+    proc = run_graded("hw1_3.sh", home=tmp_path / "home")
     assert proc.returncode == 2 and "usage: bash hw1_3.sh <image_dir> <out_dir>" in proc.stderr

@@ -148,3 +148,66 @@ def test_prediction_reader_keeps_unreadable_rows_in_place(tmp_path):
     assert images.names == ["2_2.jpg"] and len(images.images) == 1
     errors = " ".join(images.meta["errors"])
     assert "0_0.jpg: file not found" in errors and "1_1.jpg: not a readable image" in errors
+
+
+# ---------------------------------------------------------------------------------------------
+# property-based: the CSV reader (hypothesis)
+import csv as csv_module  # noqa: E402
+import io as _io  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_. -]{0,11}\.(jpg|png|JPG)", fullmatch=True)
+_ID = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)  # anything, kept verbatim
+_LABEL = st.one_of(st.none(), st.integers(0, 64))
+_ROWS = st.lists(st.tuples(_ID, _NAME, _LABEL, st.sampled_from(["", "None", "none", " "])), min_size=1,
+                 max_size=12, unique_by=lambda r: r[1])
+_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(rows=_ROWS, crlf=st.booleans(), bom=st.booleans())
+def test_random_valid_rows_round_trip(tmp_path, rows, crlf, bom):
+    """Any ids (commas, quotes, line breaks, unicode: kept verbatim), any safe file names, labels
+    0..64 or unlabelled (empty / None / none / blank): written by csv.writer, read back unchanged."""
+    (tmp_path / "images").mkdir(exist_ok=True)
+    buf = _io.StringIO()
+    # csv.writer quotes a cell holding "\r" only if "\r" ends its lines: with "\n" lines, quote all
+    writer = csv_module.writer(buf, lineterminator="\r\n" if crlf else "\n",
+                         quoting=csv_module.QUOTE_MINIMAL if crlf else csv_module.QUOTE_ALL)
+    writer.writerow(["id", "filename", "label"])
+    for row_id, name, label, empty in rows:
+        writer.writerow([row_id, name, empty if label is None else str(label)])
+    path = tmp_path / "rows.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + buf.getvalue().encode("utf-8"))
+    got = read_office_csv(path, tmp_path / "images")
+    assert [(r.id, r.filename, r.label) for r in got] == [(i, n, l) for i, n, l, _ in rows]
+
+
+_CSV_ALPHABET = st.sampled_from(list('id,filename,label0123456789.jpg/\\ "\r\n\t\x00\ufeff:Ne-') + ["..", "None"])
+
+
+@_SETTINGS
+@given(data=st.one_of(
+    st.binary(max_size=300),
+    st.lists(_CSV_ALPHABET, max_size=120).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass")),
+    st.lists(_CSV_ALPHABET, max_size=80).map(lambda parts: ("id,filename,label\n" + "".join(parts)).encode()),
+    # header + rows of three garbage cells: reaches the per-cell checks (file names, labels)
+    st.lists(st.lists(st.lists(_CSV_ALPHABET, max_size=6).map("".join), min_size=3, max_size=3).map(",".join),
+             min_size=1, max_size=6).map(lambda rows: ("id,filename,label\n" + "\n".join(rows)).encode()),
+))
+def test_random_garbage_never_crashes_with_anything_but_data_error(tmp_path, data):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(data)
+    try:
+        rows = read_office_csv(path, tmp_path / "images")
+    except DataError as exc:
+        assert str(path) in str(exc)  # every message names the CSV
+        return
+    for r in rows:  # what is accepted obeys the rules
+        assert r.filename and ".." not in r.filename.replace("\\", "/").split("/") and not r.filename.startswith("/")
+        assert (tmp_path / "images" / r.filename).resolve().is_relative_to((tmp_path / "images").resolve())
+        assert r.label is None or 0 <= r.label <= 64
+    assert len({r.filename for r in rows}) == len(rows)

@@ -2,15 +2,12 @@
 import csv
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, run_dlcv, write_digits_p1
+from tests.helpers import REPO, run_dlcv, run_graded, write_digits_p1
 
 pytestmark = pytest.mark.slow
 
@@ -93,14 +90,6 @@ def test_ddp_validation_equals_single_process(tmp_path):
     assert one["confusion"] == two["confusion"] and one["accuracy"] == two["accuracy"]
 
 
-def _hw1_1(images, out, checkpoint):
-    """bash hw1_1.sh as a grader runs it: python3 on the PATH (this venv's), nothing else set up."""
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DLCV_P1_CKPT": str(checkpoint),
-           "HOME": str(out.parent), "DLCV_OFFLINE": "1"}
-    return subprocess.run(["bash", str(REPO / "hw1_1.sh"), str(images), str(out)], capture_output=True, text=True,
-                          env=env, cwd=REPO)
-
-
 def test_hw1_1_script_end_to_end(demo_root, tmp_path):
     run_dlcv("train", "configs/demo/p1_seed_a.yaml", f"data.root={demo_root}", f"run.dir={tmp_path}/runs",
              "trainer.epochs=1", "trainer.progress=false", "features.enabled=false")
@@ -111,7 +100,7 @@ def test_hw1_1_script_end_to_end(demo_root, tmp_path):
     for src, name in zip(sources, names):
         shutil.copy(src, images / name)
     out = tmp_path / "pred.csv"
-    proc = _hw1_1(images, out, tmp_path / "runs/p1_seed_a/model.pt")
+    proc = run_graded("hw1_1.sh", images, out, ckpt=tmp_path / "runs/p1_seed_a/model.pt", home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     text = out.read_bytes().decode()
     lines = text.split("\n")
@@ -121,7 +110,7 @@ def test_hw1_1_script_end_to_end(demo_root, tmp_path):
     assert all(r[1].isdigit() and 0 <= int(r[1]) < 50 for r in rows)
     # one unreadable file: every other image still gets its row, the exit status says something failed
     (images / "broken.png").write_bytes(b"junk")
-    proc = _hw1_1(images, out, tmp_path / "runs/p1_seed_a/model.pt")
+    proc = run_graded("hw1_1.sh", images, out, ckpt=tmp_path / "runs/p1_seed_a/model.pt", home=tmp_path / "home")
     assert proc.returncode == 2 and "broken.png" in proc.stderr
     assert len(out.read_text().splitlines()) == 6
 

@@ -1,5 +1,4 @@
 """Nothing lost under kills and bad numbers: atomic writes, exact resume after SIGKILL, NaN stops."""
-import json
 import os
 import signal
 import subprocess

@@ -20,7 +20,10 @@ class DataError(ValueError):
     """Bad input data; the message names the file and the problem."""
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image, alpha: str = "composite") -> Image.Image:
+    """8-bit RGB of any PIL mode. alpha="composite": transparent pixels become black (images);
+    alpha="ignore": the colour channels as stored, alpha dropped (masks: the official
+    mean_iou_evaluate.py reads only R, G, B, so a mask must decode the same way here)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grayscale: PIL's convert("RGB") would clip at 255; scale to 8 bits instead.
         arr = np.asarray(img, dtype=np.uint32)
@@ -30,17 +33,20 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # composite on black, the colour of padding everywhere else in the pipeline
         img = img.convert("RGBA")
+        if alpha == "ignore":
+            return img.convert("RGB")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, img).convert("RGB")
     return img.convert("RGB")
 
 
 def read_rgb(path: str | Path, size: Optional[tuple[int, int]] = None,
-             resize: Optional[Callable[[Image.Image], Image.Image]] = None) -> np.ndarray:
+             resize: Optional[Callable[[Image.Image], Image.Image]] = None, alpha: str = "composite") -> np.ndarray:
     """Read `path` as an HxWx3 uint8 RGB array.
 
     size: if given, the image must be exactly (width, height), else DataError.
     resize: optional PIL -> PIL function applied after conversion (e.g. resize + center crop).
+    alpha: "composite" (on black; images) or "ignore" (masks), see _to_rgb.
     """
     path = Path(path)
     try:
@@ -48,7 +54,7 @@ def read_rgb(path: str | Path, size: Optional[tuple[int, int]] = None,
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                rgb = _to_rgb(img)
+                rgb = _to_rgb(img, alpha)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:

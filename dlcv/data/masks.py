@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dlcv.data.images import DataError
+from dlcv.data.images import DataError, read_rgb
 
 CLASS_NAMES: tuple[str, ...] = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 CLASS_COLORS: np.ndarray = np.array(
@@ -85,16 +85,16 @@ def encode_mask(classes: np.ndarray) -> np.ndarray:
 
 
 def read_mask(path: str | Path, warn: bool = True) -> np.ndarray:
-    """Read a mask PNG as (H,W) uint8 class ids; red pixels become unknown (warns once per file)."""
+    """Read a mask PNG as (H,W) uint8 class ids; red pixels become unknown (warns once per file).
+
+    Any PIL mode is accepted and decoded exactly as the training reader (dlcv.data.satellite)
+    decodes masks, so one file never means two things: palette/grayscale -> their RGB colours,
+    16-bit -> scaled to 8 bits, alpha ignored (the official tool reads only R, G, B)."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable mask image ({exc.__class__.__name__}: {exc})") from None
+        rgb = read_rgb(path, alpha="ignore")
+    except DataError as exc:
+        raise DataError(f"mask {exc}") from None
     classes, n_red = decode_mask(rgb)
     if n_red and warn:
         warnings.warn(f"{path}: {n_red} red pixel(s) (code 4, no class in the official tools) read as "

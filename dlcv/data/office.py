@@ -11,7 +11,8 @@ its rules are strict and every violation is a DataError naming the CSV, the line
 * label: an integer 0..64, or `None` / empty for unlabelled (test) rows. Training and validation
   splits must be fully labelled.
 * filename: relative to the image folder and inside it: absolute paths, `..` parts and symlinks
-  that resolve outside the folder are rejected; a filename listed twice is rejected.
+  that resolve outside the folder are rejected, and so are control characters (NUL, tab, line
+  breaks); a filename listed twice is rejected.
 * a listed file that does not exist is an error for training/validation; for prediction
   (`on_error="collect"`) it is reported, and the row keeps an empty label.
 
@@ -78,6 +79,8 @@ def _check_filename(csv_path: Path, line: int, name: str, folder: Path) -> None:
     """The file must lie inside `folder`: no absolute path, no `..`, no symlink leading out."""
     if not name:
         raise DataError(f"{csv_path}, line {line}: empty filename")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a NUL cannot even be asked of the OS
+        raise DataError(f"{csv_path}, line {line}: filename {name!r} contains a control character")
     if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute()
             or PureWindowsPath(name).drive):
         raise DataError(f"{csv_path}, line {line}: filename {name!r} is an absolute path; "
@@ -97,14 +100,17 @@ def read_office_csv(csv_path: str | Path, image_dir: str | Path,
     (everything except that the files exist and are images)."""
     csv_path, image_dir = Path(csv_path), Path(image_dir)
     try:
-        text = csv_path.read_text(encoding="utf-8")
+        # bytes, not read_text: universal newlines would turn a quoted "\r" inside a cell into "\n"
+        # (the csv module wants the text untranslated, newline="")
+        text = csv_path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"{csv_path}: CSV file not found") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{csv_path}: not a UTF-8 text file ({exc})") from None
     if not image_dir.is_dir():
         raise DataError(f"{image_dir}: image folder not found (listed by {csv_path})")
-    lines = csv.reader(io.StringIO(text, newline=""))
+    # the byte-order mark goes before parsing: `\ufeff"id",...` would otherwise keep its quotes
+    lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = next(lines, None)
     if header is None:
         raise DataError(f"{csv_path}: empty CSV (expected the header {','.join(HEADER)} and one row per image)")

@@ -37,7 +37,7 @@ MASK_SUFFIX = "_mask"
 SAT_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _SAT_NAME = re.compile(r"^(.+)_sat\.(jpg|jpeg|png)$", re.IGNORECASE)
 _MASK_NAME = re.compile(r"^(.+)_mask\.png$", re.IGNORECASE)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: RGBA masks decode with alpha ignored (was: composited on black)
 
 
 def _threads() -> int:
@@ -121,7 +121,9 @@ def _decode_masks(mask_files: Sequence[Path], size: tuple[int, int]) -> tuple[np
     out = np.empty((len(mask_files), h, w), dtype=np.uint8)
 
     def decode(p: Path):
-        rgb = read_rgb(p)  # read_rgb: palette/RGBA/16-bit masks become plain 8-bit RGB first
+        # palette/grayscale/16-bit masks become plain 8-bit RGB first; alpha is ignored, as by
+        # read_mask and the official tool (one mask file must decode the same everywhere)
+        rgb = read_rgb(p, alpha="ignore")
         if rgb.shape[:2] != (h, w):
             raise DataError(f"{p}: mask is {rgb.shape[1]}x{rgb.shape[0]} pixels but the split's images are {w}x{h}")
         classes, n_red = decode_mask(rgb)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dlcv.engine import load_model_file
-from dlcv.graded.common import check_output_writable, report_unreadable
+from dlcv.graded.common import check_model_kind, check_output_writable, report_unreadable
 from dlcv.io import write_text
 
 
@@ -19,8 +19,9 @@ def predict(checkpoint: str | Path, image_dir: str | Path, out_csv: str | Path) 
     out_csv = Path(out_csv)
     check_output_writable(out_csv)
     config, state = load_model_file(checkpoint)
+    check_model_kind(config, checkpoint, "p1", "hw1_1.sh")
     images = load_p1_folder(image_dir, labelled=False, on_error="collect")
-    labels = predict_labels(config, state, images.images)
+    labels = predict_labels(config, state, images.images, source=str(checkpoint))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["filename", "label"])

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from dlcv.engine import load_model_file
-from dlcv.graded.common import check_output_writable, report_unreadable
+from dlcv.graded.common import check_model_kind, check_output_writable, report_unreadable
 from dlcv.io import write_text
 
 
@@ -26,9 +26,11 @@ def predict(checkpoint: str | Path, images_csv: str | Path, image_dir: str | Pat
     out_csv = Path(out_csv)
     check_output_writable(out_csv)
     config, state = load_model_file(checkpoint)
+    check_model_kind(config, checkpoint, "office", "hw1_2.sh")
     # the same Resize(128) + CenterCrop(128) decoding as training; the model resizes further itself
     rows, images = load_office_csv_images(images_csv, image_dir, IMAGE_SIZE)
-    predicted = iter(int(v) for v in predict_labels(config, state, images.images)) if len(images) else iter(())
+    readable_labels = predict_labels(config, state, images.images, source=str(checkpoint)) if len(images) else []
+    predicted = iter(int(v) for v in readable_labels)
     labels = [next(predicted) if ok else "" for ok in images.meta["readable"]]
 
     buf = io.StringIO()

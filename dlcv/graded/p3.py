@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlcv.engine import load_model_file
+from dlcv.engine import load_model_file, load_weights
 from dlcv.graded.common import check_output_writable, report_unreadable
 from dlcv.io import CheckpointError
 
@@ -36,7 +36,7 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_segmenter(config: dict, state_dict: dict, device: torch.device):
+def load_segmenter(config: dict, state_dict: dict, device: torch.device, source: str = "checkpoint"):
     """The trained Segmenter of a model.pt/.ckpt, in eval mode on `device` (channels_last if the
     run used it). Pretrained files are never read again: the weights are in the checkpoint."""
     from dlcv.tasks.segmentation import SegmentationTask
@@ -45,7 +45,7 @@ def load_segmenter(config: dict, state_dict: dict, device: torch.device):
         raise CheckpointError(f"not a segmentation checkpoint (its task is {config.get('task')!r}); "
                               f"hw1_3.sh needs the model.pt of a `dlcv train configs/p3/...` run")
     task = SegmentationTask(config, inference=True)
-    task.load_state_dict(state_dict)
+    load_weights(task, state_dict, source)
     segmenter = task.segmenter.to(device).eval()
     if task.cfg.trainer.channels_last:
         segmenter = segmenter.to(memory_format=torch.channels_last)
@@ -64,12 +64,13 @@ def predict(checkpoint: str | Path, image_dir: str | Path, out_dir: str | Path, 
     t0 = time.perf_counter()
     tta = tta or os.environ.get("DLCV_P3_TTA", "").strip().lower() in TRUE_WORDS
     paths = list_sat_images(image_dir)  # bad inputs fail before anything is created
+    check_output_writable(Path(out_dir), is_folder=True)
     dev = pick_device(device)
     config, state = load_model_file(checkpoint)
-    segmenter, channels_last = load_segmenter(config, state, dev)
+    segmenter, channels_last = load_segmenter(config, state, dev, str(checkpoint))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)  # the graded scripts may not mkdir: Python does
-    check_output_writable(out_dir)
+    check_output_writable(out_dir, is_folder=True)
     batch_size = batch_size or (8 if dev.type == "cuda" else 4)
 
     errors: list[str] = []

@@ -12,8 +12,8 @@ from dlcv.analysis.features import FeatureDump, feature_figures
 from dlcv.callbacks import milestone_epochs
 from dlcv.config import to_dict
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import (ArrayDataModule, build_trainer, export_model, prepare_run_dir, resume_path,
-                         seed_run)
+from dlcv.engine import (ArrayDataModule, build_trainer, export_model, load_weights, prepare_run_dir,
+                         resume_path, seed_run)
 from dlcv.io import load_torch, write_text
 from dlcv.tasks.classification import ClassificationTask
 
@@ -84,7 +84,8 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     return summary
 
 
-def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: dict) -> dict:
+def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: dict,
+             source: str = "checkpoint") -> dict:
     """Accuracy / per-class accuracy / confusion matrix of given weights on the validation set."""
     from dlcv.config import from_dict
 
@@ -92,7 +93,7 @@ def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: d
     for k, v in trainer_overrides.items():
         setattr(cfg.trainer, k, v)
     task = ClassificationTask(to_dict(cfg), inference=True)
-    task.load_state_dict(state_dict)
+    load_weights(task, state_dict, source)
     _, val = load_sets(cfg)
     dm = ArrayDataModule(None, BatchDataset(val.images, val.labels), cfg.data.batch_size,
                          cfg.data.eval_batch_size, cfg.data.num_workers, cfg.run.seed)
@@ -106,14 +107,14 @@ def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: d
 
 
 def predict_labels(config: dict, state_dict: dict, images: np.ndarray, batch_size: int = 256,
-                   device: str = "auto") -> np.ndarray:
+                   device: str = "auto", source: str = "checkpoint") -> np.ndarray:
     """Class ids for uint8 (N,3,H,W) images, batched, no Lightning needed (the graded scripts)."""
     import torch
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     task = ClassificationTask(config, inference=True)
-    task.load_state_dict(state_dict)
+    load_weights(task, state_dict, source)
     model = task.model.to(dev).eval()
     if task.cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)

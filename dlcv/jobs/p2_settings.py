@@ -233,7 +233,7 @@ def run(args) -> int:
     if "=" in args.config and not Path(args.config).is_file():  # `dlcv p2-settings key=value ...`
         args.overrides, args.config = [args.config, *args.overrides], DEFAULT_CONFIG
     run_settings(args.config, args.overrides, args.settings, args.sl, args.byol, args.prefix,
-                 overwrite=args.overwrite, resume=args.resume, command=sys.argv)
+                 overwrite=args.overwrite, resume=args.resume, command=getattr(args, "argv", sys.argv))
     return 0
 
 

@@ -22,8 +22,8 @@ from dlcv.data.images import DataError
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
 from dlcv.data.satellite import load_satellite_split
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import (ArrayDataModule, build_trainer, export_model, prepare_run_dir, resume_path,
-                         seed_run)
+from dlcv.engine import (ArrayDataModule, build_trainer, export_model, load_weights, prepare_run_dir,
+                         resume_path, seed_run)
 from dlcv.io import load_torch, write_text
 from dlcv.seg_metrics import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
@@ -176,14 +176,15 @@ def _mean(values) -> float | None:
 
 
 # ------------------------------------------------------------------------------------ evaluate
-def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: dict) -> dict:
+def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: dict,
+             source: str = "checkpoint") -> dict:
     """Official per-class IoU and the confusion matrix of given weights on the validation set
     (any number of processes: the matrix is summed over ranks, every image counted once)."""
     cfg = from_dict(config)
     for k, v in trainer_overrides.items():
         setattr(cfg.trainer, k, v)
     task = SegmentationTask(to_dict(cfg), inference=True)
-    task.load_state_dict(state_dict)
+    load_weights(task, state_dict, source)
     _, val = load_sets(cfg, train=False)
     trainer = build_trainer(cfg, out_dir, monitor=None, fitting=False)
     trainer.validate(task, datamodule=datamodule(cfg, None, val), verbose=False)
