@@ -411,7 +411,7 @@ def hw1_2_run(corpus, models, tmp_path_factory):
     (tmp / "test.csv").write_text("\n".join(lines) + "\n")
     (tmp / "out").mkdir()
     proc = run_graded("hw1_2.sh", tmp / "test.csv", tmp / "images", tmp / "out" / "pred.csv", ckpt=models["p2"],
-                 home=tmp / "home")
+                      home=tmp / "home")
     return files, names, proc, tmp / "out" / "pred.csv"
 
 

@@ -3,6 +3,7 @@ implementations, and the graded scripts' wall time at hidden-test scale."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,9 @@ def bench_graded(settings: dict, log) -> dict:
     log(f"  data ready in {time.perf_counter() - t0:.0f} s")
     work = Path(settings["work"]) / "graded"
     models = export_graded_models(root, work / "models", settings["device"])
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # python3 = this environment's python, as for a grader who runs the scripts in the env they set up
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     bash = "bash"
     out: dict[str, Any] = {"inputs": {"hw1_1": "5,000 PNG 32x32", "hw1_2": "406 Office JPG (CSV)",
                                       "hw1_3": "313 JPG 512x512"}, "runs": {}}
