@@ -381,6 +381,7 @@ def test_segmentation_non_finite_loss_stops_with_exit_3(demo_root, tmp_path, cap
     _check_stopped(tmp_path / "p3_b_deeplabv3", capsys.readouterr().err, 3, "model.pt")
 
 
+@pytest.mark.filterwarnings("ignore:Encountered `nan` values")  # the point of the test
 def test_non_finite_weights_at_an_epoch_end_never_replace_last_ckpt(demo_root, tmp_path, capsys, monkeypatch):
     """A finite loss with an infinite gradient on an epoch's last step: the loss guard cannot see it
     before the checkpoint; the checkpoint callback refuses to save such weights."""
