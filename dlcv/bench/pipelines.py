@@ -44,12 +44,12 @@ class OursPipeline:
             self.dm = classify.datamodule(cfg, train, val)
             self.val_images = val.images
         elif cfg.task == "byol":
+            from dlcv.data.cache import cache_dir
             from dlcv.data.mini import load_mini_folder
             from dlcv.data.office import load_office_split
             from dlcv.data.sets import BatchDataset
             from dlcv.engine import ArrayDataModule
             from dlcv.jobs.byol import check_config
-            from dlcv.jobs.classify import cache_dir
             from dlcv.tasks.byol import ByolTask
 
             check_config(cfg)

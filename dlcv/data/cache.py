@@ -20,6 +20,12 @@ from dlcv.io import atomic_path
 MMAP_THRESHOLD_BYTES = 512 * 2**20
 
 
+def cache_dir(cfg) -> str:
+    """Where a run's decode-once caches live: data.cache_dir, else <data.root>/.dlcv_cache (beside
+    the data, so every run on the same folder shares them)."""
+    return cfg.data.cache_dir or str(Path(cfg.data.root) / ".dlcv_cache")
+
+
 def fingerprint(files: Sequence[Path], params: dict) -> str:
     h = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode())
     for f in files:

@@ -27,10 +27,10 @@ import numpy as np
 
 from dlcv.config import ConfigError, DataConfig, OptimConfig, RunConfig, TrainerConfig, to_dict
 from dlcv.data.augment import ByolAugmentConfig
+from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
 from dlcv.io import save_torch, write_text
-from dlcv.jobs.classify import cache_dir  # the same decode-once cache folder as every job
 
 _AUG = ByolAugmentConfig()  # the paper's augmentation defaults, reused as this config's defaults
 

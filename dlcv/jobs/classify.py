@@ -11,15 +11,13 @@ from dlcv.analysis.classification_eval import write_evaluation
 from dlcv.analysis.features import FeatureDump, feature_figures
 from dlcv.callbacks import milestone_epochs
 from dlcv.config import to_dict
+from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset, ImageSet
 from dlcv.engine import (ArrayDataModule, build_trainer, export_model, load_weights, prepare_run_dir,
                          resume_path, seed_run)
 from dlcv.io import load_torch, write_text
 from dlcv.tasks.classification import ClassificationTask
 
-
-def cache_dir(cfg) -> str:
-    return cfg.data.cache_dir or str(Path(cfg.data.root) / ".dlcv_cache")
 
 
 def load_sets(cfg) -> tuple[ImageSet, ImageSet]:

@@ -18,6 +18,7 @@ import numpy as np
 from dlcv.analysis.masks_over_epochs import MaskSnapshots, mask_figures
 from dlcv.callbacks import EpochLog, milestone_epochs
 from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, from_dict, to_dict
+from dlcv.data.cache import cache_dir
 from dlcv.data.images import DataError
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
 from dlcv.data.satellite import load_satellite_split
@@ -85,9 +86,6 @@ class SegmentConfig:
 
 
 # ------------------------------------------------------------------------------------ data
-def cache_dir(cfg) -> str:
-    return cfg.data.cache_dir or str(Path(cfg.data.root) / ".dlcv_cache")
-
 
 def load_sets(cfg, train: bool = True) -> tuple[ImageSet | None, ImageSet]:
     """(train, validation) of <root>/p3_data; train is None when not asked for (evaluation)."""
