@@ -87,6 +87,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def process_stats(device) -> dict:
+    """Peak RSS of this (worker) process, and its peak GPU memory on CUDA."""
+    import torch
+
+    out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
+    if getattr(device, "type", device) == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
 def count_flops(build, forward, train: bool) -> float:
     """FLOPs (matmul/conv, as FlopCounterMode counts them) of forward (+ backward when `train`) of a
     model built on the meta device (nothing is computed; parameters a builder creates on the CPU

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from dlcv.bench.measure import count_flops, cuda_sync, peak_rss_mb, step_timer
+from dlcv.bench.measure import count_flops, cuda_sync, process_stats, step_timer
 from dlcv.bench.specs import BENCH_DIR
 
 
@@ -241,12 +241,7 @@ class OursPipeline:
         return {"table": timer.table, "top": timer.top}
 
     def stats(self) -> dict:
-        import torch
-
-        out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
-        if self.device.type == "cuda":
-            out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        return out
+        return process_stats(self.device)
 
 
 def load_reference():
@@ -325,9 +320,4 @@ class RefPipeline:
         return {"train_flops_per_image": train, "infer_flops_per_image": infer}
 
     def stats(self) -> dict:
-        import torch
-
-        out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
-        if self.device.type == "cuda":
-            out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        return out
+        return process_stats(self.device)

@@ -64,13 +64,12 @@ def predict(checkpoint: str | Path, image_dir: str | Path, out_dir: str | Path, 
     t0 = time.perf_counter()
     tta = tta or os.environ.get("DLCV_P3_TTA", "").strip().lower() in TRUE_WORDS
     paths = list_sat_images(image_dir)  # bad inputs fail before anything is created
-    check_output_writable(Path(out_dir), is_folder=True)
+    check_output_writable(Path(out_dir), is_folder=True)  # before minutes of model loading
     dev = pick_device(device)
     config, state = load_model_file(checkpoint)
     segmenter, channels_last = load_segmenter(config, state, dev, str(checkpoint))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)  # the graded scripts may not mkdir: Python does
-    check_output_writable(out_dir, is_folder=True)
     batch_size = batch_size or (8 if dev.type == "cuda" else 4)
 
     errors: list[str] = []
