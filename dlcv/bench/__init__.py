@@ -119,8 +119,7 @@ def run(args) -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    command = "dlcv bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] == "bench" else \
-        "dlcv bench " + " ".join(a for a in sys.argv[1:])
+    command = " ".join(args.argv)  # `dlcv bench ...` as it was run (set by dlcv.cli)
     load_at_start = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else None
     machine = machine_info()
     log(f"dlcv bench: {machine['cpu']} ({machine['vector']}), {threads} torch threads, device {device}, "

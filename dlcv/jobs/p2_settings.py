@@ -27,7 +27,6 @@ import argparse
 import csv
 import io
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -233,7 +232,7 @@ def run(args) -> int:
     if "=" in args.config and not Path(args.config).is_file():  # `dlcv p2-settings key=value ...`
         args.overrides, args.config = [args.config, *args.overrides], DEFAULT_CONFIG
     run_settings(args.config, args.overrides, args.settings, args.sl, args.byol, args.prefix,
-                 overwrite=args.overwrite, resume=args.resume, command=getattr(args, "argv", sys.argv))
+                 overwrite=args.overwrite, resume=args.resume, command=args.argv)
     return 0
 
 
