@@ -5,4 +5,4 @@
 # label, is named on stderr, and the exit status is non-zero.
 # Checkpoint: $DLCV_P2_CKPT, default checkpoints/p2_model.pt (fetched by hw1_download_ckpt.sh).
 here="$(dirname "$0")"
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m dlcv predict p2 "${DLCV_P2_CKPT:-$here/checkpoints/p2_model.pt}" "$1" "$2" "$3"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m dlcv.graded predict p2 "${DLCV_P2_CKPT:-$here/checkpoints/p2_model.pt}" "$1" "$2" "$3"

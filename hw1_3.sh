@@ -5,4 +5,4 @@
 # Checkpoint: $DLCV_P3_CKPT, default checkpoints/p3_model.pt (fetched by hw1_download_ckpt.sh).
 # Flip test-time augmentation: DLCV_P3_TTA=1 (3x the compute).
 here="$(dirname "$0")"
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m dlcv predict p3 "${DLCV_P3_CKPT:-$here/checkpoints/p3_model.pt}" "$1" "$2"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m dlcv.graded predict p3 "${DLCV_P3_CKPT:-$here/checkpoints/p3_model.pt}" "$1" "$2"

@@ -146,7 +146,7 @@ class RunCheckpoints(L.Callback):
 def _check_finite_weights(module: torch.nn.Module, epoch: int, step: int) -> None:
     """The loss guard (Task.check_finite) sees a blow-up one step late: the last step of an epoch
     can have a finite loss and an infinite gradient. Never let such weights replace last.ckpt."""
-    from dlcv.engine import NonFiniteLossError
+    from dlcv.errors import NonFiniteLossError
 
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):

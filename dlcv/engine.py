@@ -22,11 +22,11 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, milestone_epochs
-from dlcv.config import ConfigError, to_yaml
+from dlcv.config import to_yaml
 from dlcv.data.sets import BatchDataset, passthrough_collate
-from dlcv.io import CheckpointError, atomic_path, load_torch, write_text
+from dlcv.errors import ConfigError
+from dlcv.io import atomic_path, load_torch, write_text
 from dlcv.seeding import seed_global
-
 
 # Augmentation lives in the LightningModule's on_after_batch_transfer on purpose (it runs batched on
 # the training device); Lightning warns about that whenever a DataModule is passed too.
@@ -39,8 +39,6 @@ for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss; the last good checkpoint is kept untouched."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -211,39 +209,6 @@ def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) 
 def resume_path(run_dir: Path) -> Optional[str]:
     last = run_dir / "checkpoints" / "last.ckpt"
     return str(last) if last.is_file() else None
-
-
-def export_model(run_dir: Path, config: dict, state_dict: dict, extra: Optional[dict] = None) -> Path:
-    """`model.pt`: only what prediction needs (config + model weights), loadable weights_only."""
-    path = run_dir / "model.pt"
-    with atomic_path(path) as tmp:
-        torch.save({"config": config, "state_dict": state_dict, **(extra or {})}, tmp)
-    return path
-
-
-def load_model_file(path: str | Path) -> tuple[dict, dict]:
-    """(config dict, model state_dict) from an exported model.pt or a Lightning .ckpt."""
-    obj = load_torch(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: not a dlcv checkpoint")
-    if "config" in obj and "state_dict" in obj:
-        return obj["config"], obj["state_dict"]
-    hp = obj.get("hyper_parameters", {})
-    if "config" in hp and "state_dict" in obj:
-        return hp["config"], obj["state_dict"]
-    raise CheckpointError(f"{path}: not a dlcv checkpoint (no config/state_dict inside)")
-
-
-def load_weights(module: torch.nn.Module, state_dict: dict, source: str) -> None:
-    """Load a checkpoint's weights into the model its config describes; a mismatch (another
-    architecture, a hand-assembled file) is a CheckpointError listing the missing / unexpected /
-    wrong-shape keys in a few lines, not torch's wall of keys."""
-    from dlcv.models.weights import WeightsError, load_matching
-
-    try:
-        load_matching(module, state_dict, f"{source}: its weights")
-    except WeightsError as exc:
-        raise CheckpointError(str(exc)) from None
 
 
 def seed_run(cfg) -> None:

@@ -10,9 +10,7 @@ from typing import Any, Iterator
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    pass
+from dlcv.errors import CheckpointError
 
 
 @contextlib.contextmanager
@@ -61,3 +59,37 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
             f"Detail: {str(exc).splitlines()[0]}") from exc
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {exc}") from exc
+
+
+def export_model(run_dir: str | Path, config: dict, state_dict: dict, extra: dict | None = None) -> Path:
+    """`model.pt`: only what prediction needs (config + model weights), loadable weights_only."""
+    path = Path(run_dir) / "model.pt"
+    with atomic_path(path) as tmp:
+        torch.save({"config": config, "state_dict": state_dict, **(extra or {})}, tmp)
+    return path
+
+
+def load_model_file(path: str | Path) -> tuple[dict, dict]:
+    """(config dict, model state_dict) from an exported model.pt or a Lightning .ckpt."""
+    obj = load_torch(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a dlcv checkpoint")
+    if "config" in obj and "state_dict" in obj:
+        return obj["config"], obj["state_dict"]
+    hp = obj.get("hyper_parameters", {})
+    if "config" in hp and "state_dict" in obj:
+        return hp["config"], obj["state_dict"]
+    raise CheckpointError(f"{path}: not a dlcv checkpoint (no config/state_dict inside)")
+
+
+def load_weights(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """Load a checkpoint's weights into the model its config describes; a mismatch (another
+    architecture, a hand-assembled file) is a CheckpointError listing the missing / unexpected /
+    wrong-shape keys in a few lines, not torch's wall of keys."""
+    from dlcv.errors import WeightsError
+    from dlcv.models.weights import load_matching
+
+    try:
+        load_matching(module, state_dict, f"{source}: its weights")
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None

@@ -26,8 +26,9 @@ import torch
 from PIL import Image
 
 from dlcv.cli import main as cli_main
-from dlcv.data.images import DataError, read_rgb
+from dlcv.data.images import read_rgb
 from dlcv.data.masks import CLASS_COLORS, UNKNOWN, decode_mask, read_mask
+from dlcv.errors import DataError
 from tests.helpers import REPO, run_graded
 
 _spec = importlib.util.spec_from_file_location("make_bad_corpus", REPO / "scripts" / "make_bad_corpus.py")
@@ -358,7 +359,7 @@ def test_p3_test_reader(corpus, tmp_path, item):
 def models(tmp_path_factory):
     """Untrained model.pt files of the three graded shapes (the format is what these tests need)."""
     from dlcv.config import load_config, to_dict
-    from dlcv.engine import export_model
+    from dlcv.io import export_model
     from dlcv.tasks.classification import ClassificationTask
     from dlcv.tasks.segmentation import SegmentationTask
 

@@ -9,8 +9,8 @@ import torchvision
 from omegaconf import OmegaConf
 
 from dlcv.config import ModelConfig, load_config
+from dlcv.errors import WeightsError
 from dlcv.models.classifiers import build_classifier
-from dlcv.models.weights import WeightsError
 from dlcv.tasks.byol import build_backbone, knn_predict
 from tests.helpers import run_dlcv
 
@@ -131,7 +131,7 @@ def test_byol_config_is_typed():
     assert cfg.byol.tau_base == 0.996 and cfg.byol.image_size == 128 and list(cfg.byol.blur_p) == [1.0, 0.1]
     seed = load_config("configs/p2/byol_seed.yaml")
     assert (seed.optim.name, seed.optim.lr, seed.data.batch_size, seed.trainer.epochs) == ("adam", 5e-4, 128, 10)
-    from dlcv.config import ConfigError
+    from dlcv.errors import ConfigError
     with pytest.raises(ConfigError):
         load_config("configs/p2/byol.yaml", ["byol.knn_k=many"])
 
@@ -156,7 +156,7 @@ def test_mini_reader_native_size_resize_and_cache(tmp_path, monkeypatch):
     from PIL import Image
 
     from dlcv.data import mini
-    from dlcv.data.images import DataError
+    from dlcv.errors import DataError
 
     folder = tmp_path / "mini" / "train"
     folder.mkdir(parents=True)

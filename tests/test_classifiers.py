@@ -3,8 +3,8 @@ import torch
 from omegaconf import OmegaConf
 
 from dlcv.config import ModelConfig
+from dlcv.errors import WeightsError
 from dlcv.models.classifiers import Preprocess, SeedCNN, build_classifier
-from dlcv.models.weights import WeightsError
 
 
 def cfg(**kw):
@@ -90,6 +90,25 @@ def test_efficientnet_lite0_wheel_weights_are_real_imagenet_weights():
     assert trainable == {"blocks", "conv_head", "bn2", "head"}
     model.eval()
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 50)
+
+
+def test_efficientnet_lite0_equals_timms_weight_for_weight():
+    """Ours is plain PyTorch (the graded environment has no timm); same names, same outputs."""
+    timm = pytest.importorskip("timm")  # a test extra: always installed by `make test`
+    from dlcv.models.efficientnet_lite import EfficientNetLite0
+    from dlcv.models.weights import load_state_dict_file
+    from dlcv.models.classifiers import efficientnet_lite0_file
+
+    reference = timm.create_model("efficientnet_lite0", pretrained=False)
+    reference.load_state_dict(dict(zip(reference.state_dict(), load_state_dict_file(efficientnet_lite0_file()).values())))
+    reference.reset_classifier(0)
+    ours = build_classifier(cfg(name="efficientnet_lite0", pretrained="imagenet", input_size=64)).backbone.net
+    assert isinstance(ours, EfficientNetLite0) and list(ours.state_dict()) == list(reference.state_dict())
+    x = torch.rand(3, 3, 64, 64)
+    for training in (True, False):  # batch statistics and running statistics
+        ours.train(training), reference.train(training)
+        with torch.no_grad():
+            assert torch.equal(ours(x), reference.forward_head(reference.forward_features(x), pre_logits=True))
 
 
 def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import pytest
 
 from dlcv.config import load_config, to_dict
 from dlcv.data.office import load_office_csv_images
-from dlcv.engine import export_model
-from dlcv.jobs.classify import predict_labels
+from dlcv.graded.models import predict_labels
+from dlcv.io import export_model
 from dlcv.tasks.classification import ClassificationTask
 from tests.helpers import REPO, run_graded
 
@@ -86,6 +86,6 @@ def test_hw1_2_bad_csv_is_an_error_before_writing(demo_root, model_file, tmp_pat
 def test_hw1_2_script_style():
     body = (REPO / "hw1_2.sh").read_text()
     code = "\n".join(l for l in body.splitlines() if not l.lstrip().startswith("#"))
-    assert body.startswith("#!/bin/bash\n") and "python3 -m dlcv predict p2" in code
+    assert body.startswith("#!/bin/bash\n") and "python3 -m dlcv.graded predict p2" in code
     assert "DLCV_P2_CKPT" in code and "checkpoints/p2_model.pt" in code
     assert np.all([w not in code for w in ("rm ", "cp ", "mv ", "mkdir", "cd ", "pip", "sudo", "CUDA_VISIBLE")])

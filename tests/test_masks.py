@@ -10,9 +10,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from dlcv.data.images import DataError
-from dlcv.data.masks import (CLASS_COLORS, CLASS_NAMES, EVAL_CLASSES, NUM_CLASSES, UNKNOWN, decode_mask,
-                             encode_mask, read_mask, write_mask)
+from dlcv.data.masks import (
+    CLASS_COLORS,
+    CLASS_NAMES,
+    EVAL_CLASSES,
+    NUM_CLASSES,
+    UNKNOWN,
+    decode_mask,
+    encode_mask,
+    read_mask,
+    write_mask,
+)
+from dlcv.errors import DataError
 
 SPEC_TABLE = {  # class id: (name, RGB, code)
     0: ("urban", (0, 255, 255), 3),

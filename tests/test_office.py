@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcv.data.images import DataError, read_rgb, resize_center_crop
+from dlcv.data.images import read_rgb, resize_center_crop
 from dlcv.data.office import load_office_csv_images, load_office_split, read_office_csv
+from dlcv.errors import DataError
 
 
 def _office(tmp_path, sizes=((200, 100), (90, 160), (128, 128))):

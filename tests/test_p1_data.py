@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcv.data.images import DataError, read_rgb
+from dlcv.data.images import read_rgb
 from dlcv.data.p1 import load_p1_folder, parse_label
 from dlcv.data.sets import BatchDataset
+from dlcv.errors import DataError
 
 
 def _write(folder, name, arr, mode=None):

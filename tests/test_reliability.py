@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from dlcv.io import CheckpointError, atomic_path, load_torch, save_torch
+from dlcv.errors import CheckpointError
+from dlcv.io import atomic_path, load_torch, save_torch
 from tests.helpers import REPO, run_dlcv, write_digits_p1
 
 

@@ -297,7 +297,7 @@ def test_arbitrary_pickle_is_refused_by_every_entry_point(demo_root, p1_run, tmp
 def test_foreign_state_dicts_get_a_readable_report(demo_root, p1_run, byol_runs, tmp_path, capsys):
     import torchvision
 
-    from dlcv.engine import export_model, load_model_file
+    from dlcv.io import export_model, load_model_file
 
     # a torchvision resnet50 state dict (the format of pretrain_model_SL.pt) ...
     sl = tmp_path / "pretrain_model_SL.pt"

@@ -13,10 +13,9 @@ from PIL import Image
 
 from dlcv.data import cache as cache_mod
 from dlcv.data import satellite
-from dlcv.data.images import DataError
 from dlcv.data.masks import CLASS_COLORS, UNKNOWN, read_mask, write_mask
-from dlcv.data.satellite import (iter_image_batches, list_pairs, list_sat_images, load_satellite_split,
-                                 mask_name)
+from dlcv.data.satellite import iter_image_batches, list_pairs, list_sat_images, load_satellite_split, mask_name
+from dlcv.errors import DataError
 
 
 def _pair(folder, name, size=(24, 16), seed=0, classes=None):

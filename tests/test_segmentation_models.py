@@ -13,9 +13,15 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from dlcv.models.segmentation import (IMAGENET_MEAN, IMAGENET_STD, FCN32s, bilinear_kernel, deeplabv3_resnet50,
-                                      load_vgg16_features)
-from dlcv.models.weights import WeightsError
+from dlcv.errors import WeightsError
+from dlcv.models.segmentation import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FCN32s,
+    bilinear_kernel,
+    deeplabv3_resnet50,
+    load_vgg16_features,
+)
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,7 @@ def export_graded_models(root: Path, out: Path, device: str) -> dict[str, Path]:
     """model.pt files in the product's format (dlcv.engine.export_model) of tasks built from the real
     recipes, random init: P1 strong ResNet-18, P2 ResNet-50 fine-tune, P3 FCN32s and DeepLabv3."""
     from dlcv.config import load_config, to_dict
-    from dlcv.engine import export_model
+    from dlcv.io import export_model
     from dlcv.tasks.classification import ClassificationTask
     from dlcv.tasks.segmentation import SegmentationTask
 
@@ -187,8 +187,9 @@ def profile_hw1_3(model: Path, image_dir: Path, out_dir: Path, images: int, devi
 
     from dlcv.data.masks import write_mask
     from dlcv.data.satellite import iter_image_batches, list_sat_images, mask_name
-    from dlcv.engine import load_model_file
-    from dlcv.graded.p3 import _classify, load_segmenter
+    from dlcv.graded.models import load_segmenter
+    from dlcv.graded.p3 import classify_batch
+    from dlcv.io import load_model_file
 
     paths = list_sat_images(image_dir)[:images]
     dev = torch.device(device)
@@ -199,9 +200,9 @@ def profile_hw1_3(model: Path, image_dir: Path, out_dir: Path, images: int, devi
     t0 = time.perf_counter()
     segmenter, cl = load_segmenter(config, state, dev)
     load = time.perf_counter() - t0
-    _classify(segmenter, batches[0][:1], dev, cl, False)  # warm-up
+    classify_batch(segmenter, batches[0][:1], dev, cl, False)  # warm-up
     t0 = time.perf_counter()
-    masks = [_classify(segmenter, b, dev, cl, False) for b in batches]
+    masks = [classify_batch(segmenter, b, dev, cl, False) for b in batches]
     compute = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

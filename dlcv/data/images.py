@@ -13,11 +13,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from dlcv.errors import DataError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file and the problem."""
 
 
 def _to_rgb(img: Image.Image, alpha: str = "composite") -> Image.Image:

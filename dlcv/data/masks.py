@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dlcv.data.images import DataError, read_rgb
+from dlcv.data.images import read_rgb
+from dlcv.errors import DataError
 
 CLASS_NAMES: tuple[str, ...] = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 CLASS_COLORS: np.ndarray = np.array(

@@ -31,8 +31,9 @@ from typing import Optional
 import numpy as np
 
 from dlcv.data.cache import cached_array
-from dlcv.data.images import DataError, read_many, read_rgb, resize_center_crop
+from dlcv.data.images import read_many, read_rgb, resize_center_crop
 from dlcv.data.sets import ImageSet, stack_chw
+from dlcv.errors import DataError
 
 NUM_CLASSES = 65
 IMAGE_SIZE = 128

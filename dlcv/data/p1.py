@@ -9,8 +9,9 @@ from typing import Optional
 import numpy as np
 
 from dlcv.data.cache import cached_array
-from dlcv.data.images import DataError, list_images, read_many, read_rgb, resize_center_crop
+from dlcv.data.images import list_images, read_many, read_rgb, resize_center_crop
 from dlcv.data.sets import ImageSet, stack_chw
+from dlcv.errors import DataError
 
 NUM_CLASSES = 50
 IMAGE_SIZE = 32

@@ -28,9 +28,10 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from dlcv.data.cache import cached_array
-from dlcv.data.images import DataError, read_rgb
+from dlcv.data.images import read_rgb
 from dlcv.data.masks import UNKNOWN, decode_mask
 from dlcv.data.sets import ImageSet
+from dlcv.errors import DataError
 
 SAT_SUFFIX = "_sat"
 MASK_SUFFIX = "_mask"

@@ -30,7 +30,7 @@ def make_sl_standin(run_dir: Path, dest: Path) -> Path:
     """The stand-in run's classifier as a torchvision resnet18 state_dict with a 1000-way fc."""
     import torchvision
 
-    from dlcv.engine import load_model_file
+    from dlcv.io import load_model_file
 
     _, state = load_model_file(run_dir / "model.pt")
     trunk = "model.backbone.net."

@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-
 EXIT_SOME_UNREADABLE = 2
 
 
@@ -50,7 +49,7 @@ def check_output_writable(path: Path, is_folder: bool = False) -> None:
 def check_model_kind(config: dict, checkpoint, dataset: str, script: str) -> None:
     """A classification model.pt trained on `dataset`, else a CheckpointError saying what it is
     (a P1 model on Office images would write 50-class labels without any complaint)."""
-    from dlcv.io import CheckpointError
+    from dlcv.errors import CheckpointError
 
     task, trained_on = config.get("task"), config.get("dataset")
     if task != "classify" or trained_on != dataset:

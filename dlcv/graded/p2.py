@@ -13,15 +13,16 @@ import io
 import sys
 from pathlib import Path
 
-from dlcv.engine import load_model_file
+from dlcv.data.office import HEADER, IMAGE_SIZE, load_office_csv_images
 from dlcv.graded.common import check_model_kind, check_output_writable, report_unreadable
-from dlcv.io import write_text
+from dlcv.graded.models import predict_labels
+from dlcv.io import load_model_file, write_text
 
 
-def predict(checkpoint: str | Path, images_csv: str | Path, image_dir: str | Path, out_csv: str | Path) -> int:
-    """Write `out_csv` for the rows of `images_csv` (images under `image_dir`); returns the exit code."""
-    from dlcv.data.office import HEADER, IMAGE_SIZE, load_office_csv_images
-    from dlcv.jobs.classify import predict_labels
+def predict(checkpoint: str | Path, images_csv: str | Path, image_dir: str | Path, out_csv: str | Path,
+            tta: bool = False) -> int:
+    """Write `out_csv` for the rows of `images_csv` (images under `image_dir`); returns the exit
+    code. tta: average with the horizontally mirrored image."""
 
     out_csv = Path(out_csv)
     check_output_writable(out_csv)
@@ -29,7 +30,8 @@ def predict(checkpoint: str | Path, images_csv: str | Path, image_dir: str | Pat
     check_model_kind(config, checkpoint, "office", "hw1_2.sh")
     # the same Resize(128) + CenterCrop(128) decoding as training; the model resizes further itself
     rows, images = load_office_csv_images(images_csv, image_dir, IMAGE_SIZE)
-    readable_labels = predict_labels(config, state, images.images, source=str(checkpoint)) if len(images) else []
+    readable_labels = (predict_labels(config, state, images.images, source=str(checkpoint), tta=tta)
+                       if len(images) else [])
     predicted = iter(int(v) for v in readable_labels)
     labels = [next(predicted) if ok else "" for ok in images.meta["readable"]]
 

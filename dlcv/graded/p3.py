@@ -22,42 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlcv.engine import load_model_file, load_weights
+from dlcv.data.masks import write_mask
+from dlcv.data.satellite import iter_image_batches, list_sat_images, mask_name
 from dlcv.graded.common import check_output_writable, report_unreadable
-from dlcv.io import CheckpointError
+from dlcv.graded.models import load_segmenter, pick_device, predict_logits
+from dlcv.io import load_model_file
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 EXIT_USAGE = 2
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_segmenter(config: dict, state_dict: dict, device: torch.device, source: str = "checkpoint"):
-    """The trained Segmenter of a model.pt/.ckpt, in eval mode on `device` (channels_last if the
-    run used it). Pretrained files are never read again: the weights are in the checkpoint."""
-    from dlcv.tasks.segmentation import SegmentationTask
-
-    if config.get("task") != "segment":
-        raise CheckpointError(f"not a segmentation checkpoint (its task is {config.get('task')!r}); "
-                              f"hw1_3.sh needs the model.pt of a `dlcv train configs/p3/...` run")
-    task = SegmentationTask(config, inference=True)
-    load_weights(task, state_dict, source)
-    segmenter = task.segmenter.to(device).eval()
-    if task.cfg.trainer.channels_last:
-        segmenter = segmenter.to(memory_format=torch.channels_last)
-    return segmenter, bool(task.cfg.trainer.channels_last)
-
-
 def predict(checkpoint: str | Path, image_dir: str | Path, out_dir: str | Path, tta: bool = False,
             batch_size: int = 0, device: str = "auto") -> int:
     """Write `<out_dir>/xxxx_mask.png` for every `<image_dir>/xxxx_sat.jpg`; returns the exit code."""
-    from dlcv.data.masks import write_mask
-    from dlcv.data.satellite import iter_image_batches, list_sat_images, mask_name
-
     if not str(image_dir).strip() or not str(out_dir).strip():  # `bash hw1_3.sh` without arguments
         print("usage: bash hw1_3.sh <image_dir> <out_dir>", file=sys.stderr)
         return EXIT_USAGE
@@ -80,7 +57,7 @@ def predict(checkpoint: str | Path, image_dir: str | Path, out_dir: str | Path, 
             errors += errs
             if batch is None:
                 continue
-            classes = _classify(segmenter, batch, dev, channels_last, tta)
+            classes = classify_batch(segmenter, batch, dev, channels_last, tta)
             for path, mask in zip(batch_paths, classes):
                 pending.append(writer.submit(write_mask, out_dir / mask_name(path.name), mask))
             written += len(batch_paths)
@@ -92,11 +69,9 @@ def predict(checkpoint: str | Path, image_dir: str | Path, out_dir: str | Path, 
     return report_unreadable(errors)
 
 
-def _classify(segmenter, batch: np.ndarray, dev: torch.device, channels_last: bool, tta: bool) -> np.ndarray:
+def classify_batch(segmenter, batch: np.ndarray, dev: torch.device, channels_last: bool, tta: bool) -> np.ndarray:
     """(B,H,W) uint8 class ids of a uint8 (B,3,H,W) batch; bf16 autocast on GPU, fp32 on CPU (where
     bf16 is slower without AMX)."""
-    from dlcv.tasks.segmentation import predict_logits
-
     x = torch.from_numpy(batch)
     if dev.type == "cuda":
         x = x.pin_memory().to(dev, non_blocking=True)

@@ -25,11 +25,12 @@ from typing import Sequence
 
 import numpy as np
 
-from dlcv.config import ConfigError, DataConfig, OptimConfig, RunConfig, TrainerConfig, to_dict
+from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, to_dict
 from dlcv.data.augment import ByolAugmentConfig
 from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
+from dlcv.errors import ConfigError
 from dlcv.io import save_torch, write_text
 
 _AUG = ByolAugmentConfig()  # the paper's augmentation defaults, reused as this config's defaults

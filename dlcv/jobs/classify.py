@@ -5,19 +5,15 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from dlcv.analysis.classification_eval import write_evaluation
 from dlcv.analysis.features import FeatureDump, feature_figures
 from dlcv.callbacks import milestone_epochs
 from dlcv.config import to_dict
 from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import (ArrayDataModule, build_trainer, export_model, load_weights, prepare_run_dir,
-                         resume_path, seed_run)
-from dlcv.io import load_torch, write_text
+from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
+from dlcv.io import export_model, load_torch, load_weights, write_text
 from dlcv.tasks.classification import ClassificationTask
-
 
 
 def load_sets(cfg) -> tuple[ImageSet, ImageSet]:
@@ -102,25 +98,3 @@ def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: d
     result = write_evaluation(out_dir, task.last_confusion.numpy(), f"{cfg.run.name} (validation)")
     print(f"validation accuracy {result['accuracy']:.4%} on {result['images']} images -> {out_dir}", flush=True)
     return result
-
-
-def predict_labels(config: dict, state_dict: dict, images: np.ndarray, batch_size: int = 256,
-                   device: str = "auto", source: str = "checkpoint") -> np.ndarray:
-    """Class ids for uint8 (N,3,H,W) images, batched, no Lightning needed (the graded scripts)."""
-    import torch
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    task = ClassificationTask(config, inference=True)
-    load_weights(task, state_dict, source)
-    model = task.model.to(dev).eval()
-    if task.cfg.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    out = []
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(dev, non_blocking=True)
-            if task.cfg.trainer.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(model(x).argmax(1).cpu())
-    return torch.cat(out).numpy()

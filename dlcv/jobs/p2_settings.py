@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from dlcv.config import ConfigError, load_config, to_yaml
+from dlcv.config import load_config, to_yaml
+from dlcv.errors import ConfigError, WeightsError
 from dlcv.io import atomic_path, write_text
-from dlcv.models.weights import WeightsError
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from dlcv.analysis.masks_over_epochs import MaskSnapshots, mask_figures
 from dlcv.callbacks import EpochLog, milestone_epochs
 from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, from_dict, to_dict
 from dlcv.data.cache import cache_dir
-from dlcv.data.images import DataError
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
 from dlcv.data.satellite import load_satellite_split
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import (ArrayDataModule, build_trainer, export_model, load_weights, prepare_run_dir,
-                         resume_path, seed_run)
-from dlcv.io import load_torch, write_text
+from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
+from dlcv.errors import DataError
+from dlcv.io import export_model, load_torch, load_weights, write_text
 from dlcv.seg_metrics import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
 

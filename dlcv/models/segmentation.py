@@ -21,7 +21,8 @@ import torchvision
 from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabV3
 
-from dlcv.models.weights import WeightsError, enum_state_dict, load_matching, load_state_dict_file
+from dlcv.errors import WeightsError
+from dlcv.models.weights import enum_state_dict, load_matching, load_state_dict_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -12,11 +12,8 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from dlcv.io import CheckpointError, load_torch
-
-
-class WeightsError(RuntimeError):
-    pass
+from dlcv.errors import CheckpointError, WeightsError
+from dlcv.io import load_torch
 
 
 def offline() -> bool:

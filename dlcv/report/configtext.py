@@ -14,7 +14,7 @@ CLASSIFY_AUGMENT = {
 MODEL_TEXT = {
     "seed_a": "the seed's CNN: 2 conv blocks (3→32→64, 3×3, ReLU, 2×2 max-pool), FC 128 + ReLU, dropout 0.25, FC 50",
     "resnet18_cifar": "CIFAR-style ResNet-18 (3×3 stride-1 stem, no max-pool), global average pool, FC 50",
-    "efficientnet_lite0": "EfficientNet-Lite0 (timm), classifier replaced by FC to the classes",
+    "efficientnet_lite0": "EfficientNet-Lite0 (timm's architecture, plain PyTorch), classifier replaced by FC to the classes",
     "resnet18": "torchvision ResNet-18, fc replaced by the shared head",
     "resnet50": "torchvision ResNet-50, fc replaced by the shared head",
     "fcn32s": "VGG16-FCN32s: VGG16 conv1-5 + pools, fc6/fc7 as convolutions, 1×1 score, one 32× transposed conv",

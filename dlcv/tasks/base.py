@@ -8,7 +8,7 @@ import lightning.pytorch as L
 import torch
 
 from dlcv.config import from_dict
-from dlcv.engine import NonFiniteLossError
+from dlcv.errors import NonFiniteLossError
 from dlcv.optim import build_optimizer
 from dlcv.schedules import lr_schedule_for
 from dlcv.seeding import generator_for

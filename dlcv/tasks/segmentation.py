@@ -134,19 +134,3 @@ class SegmentationTask(Task):
         super().setup(stage)
         if self.cfg.trainer.compile and stage == "fit":
             self.segmenter.net.compile()  # in place: parameter names (and checkpoints) stay the same
-
-
-@torch.inference_mode()
-def predict_logits(segmenter, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    """Class scores for a batch (uint8 or [0, 1] float, on the segmenter's device).
-
-    tta=False: the logits. tta=True: the mean of the softmax probabilities of the image, its
-    horizontal mirror and its vertical mirror (each mapped back), a flip test-time augmentation
-    that matches the training flips; it costs 3 forward passes.
-    """
-    if not tta:
-        return segmenter(x)
-    probs = segmenter(x).float().softmax(1)
-    probs += segmenter(x.flip(-1)).float().softmax(1).flip(-1)
-    probs += segmenter(x.flip(-2)).float().softmax(1).flip(-2)
-    return probs / 3

@@ -8,10 +8,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from dlcv.engine import load_model_file
-from dlcv.io import CheckpointError, atomic_path
+from dlcv.errors import CheckpointError
+from dlcv.io import atomic_path, load_model_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout hw1_*.sh run from
 SOURCES_FILE = REPO / "hw1_checkpoints.txt"
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from dlcv.graded.cli import main
+
+sys.exit(main())
