@@ -57,7 +57,8 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
             f"{path}: refused: it needs arbitrary pickle code to load (only tensors, numbers, strings, "
             f"lists and dicts are accepted). Re-save its state_dict with torch.save(model.state_dict(), ...). "
             f"Detail: {str(exc).splitlines()[0]}") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    # arbitrary bytes make the unpickler fail in many ways (KeyError for an unknown opcode, ...)
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {exc}") from exc
 
 
