@@ -21,6 +21,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
+from dlcv import runlock
 from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, milestone_epochs
 from dlcv.config import to_yaml
 from dlcv.data.sets import BatchDataset, passthrough_collate
@@ -188,8 +189,11 @@ def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
 
 
 def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) -> Path:
-    """Create runs/<name>/ with config.yaml and meta.json; refuse to clobber a finished run."""
+    """Create runs/<name>/ with config.yaml and meta.json, locked for this process (dlcv.runlock:
+    a run another live process trains is refused before anything is touched, --overwrite and
+    --resume included); refuse to clobber a finished run."""
     run_dir = Path(cfg.run.dir) / cfg.run.name
+    runlock.acquire(run_dir, command)
     if run_dir.exists() and not resume and not overwrite and any((run_dir / "checkpoints").glob("*.ckpt")):
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue it, "
                               f"--overwrite to start again, or run.name=<another name>")
