@@ -139,9 +139,15 @@ def _p2_settings():
 
 
 def _score_masks():
-    from dlcv import seg_metrics
+    from dlcv import score_masks  # NumPy + Pillow only: no torch on this path
 
-    return seg_metrics
+    return score_masks
+
+
+def _check():
+    import dlcv.check
+
+    return dlcv.check
 
 
 def _report():
@@ -168,6 +174,8 @@ COMMANDS: dict[str, Command] = {
     "score-masks": Command("official mIoU of a folder of predicted masks against the ground truth",
                            _module(_score_masks)),
     "report": Command("write the HW1 report (HTML, Markdown, PDF) from run folders", _module(_report)),
+    "check": Command("the pre-submission check: hw1_*.sh as the graders run them, on the validation data",
+                     _module(_check)),
     "bench": Command("benchmark every job against a plain reference, write benchmarks/RESULTS.md", _module(_bench)),
 }
 

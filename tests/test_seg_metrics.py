@@ -368,3 +368,236 @@ def test_table_marks_absent_and_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "absent" in out and "nan" in out and "barren" in out
     assert main(["-p", str(tmp_path / "gt"), "-g", str(tmp_path / "nope")]) == 2
+
+
+# ---------------------------------------------------------------- one kernel, two array libraries
+@pytest.mark.parametrize("k", [7, 8])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.int32])
+def test_numpy_and_torch_kernels_agree(k, dtype):
+    from dlcv.seg_iou import pair_histogram_numpy, pair_histogram_torch
+
+    rng = np.random.default_rng(k)
+    target = rng.integers(0, k, (3, 17, 29)).astype(dtype)
+    pred = rng.integers(0, k, (3, 17, 29)).astype(dtype)
+    a = pair_histogram_numpy(target, pred, k)
+    b = pair_histogram_torch(torch.from_numpy(target), torch.from_numpy(pred), k)
+    assert b.dtype == torch.int64 and a.dtype == np.int64
+    assert np.array_equal(a, b.numpy())
+    direct = np.zeros((k, k), np.int64)
+    np.add.at(direct, (target.ravel().astype(np.intp), pred.ravel().astype(np.intp)), 1)
+    assert np.array_equal(a, direct)
+    bools = pair_histogram_numpy(target > k // 2, pred > k // 2, 2)
+    assert np.array_equal(bools, pair_histogram_torch(torch.from_numpy(target > k // 2),
+                                                      torch.from_numpy(pred > k // 2), 2).numpy())
+
+
+def test_kernel_leaves_inputs_alone_and_refuses_large_k():
+    from dlcv.seg_iou import pair_histogram_numpy
+
+    t = np.array([1, 2, 3], np.uint8)
+    p = np.array([0, 1, 2], np.uint8)
+    pair_histogram_numpy(t, p, 7)
+    assert t.tolist() == [1, 2, 3] and p.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError):
+        pair_histogram_numpy(t, p, 17)
+
+
+def test_fold_code_histogram_equals_decoding_first():
+    from dlcv.data.masks import CODE_TO_CLASS
+    from dlcv.seg_iou import fold_code_histogram, pair_histogram_numpy
+
+    rng = np.random.default_rng(3)
+    gt_codes = rng.integers(0, 8, (40, 50)).astype(np.uint8)
+    pred_codes = rng.integers(0, 8, (40, 50)).astype(np.uint8)
+    folded = fold_code_histogram(pair_histogram_numpy(gt_codes, pred_codes, 8))
+    assert np.array_equal(folded, confusion_numpy(CODE_TO_CLASS[pred_codes], CODE_TO_CLASS[gt_codes]))
+
+
+# ---------------------------------------------------------------- score-masks against a plain reference
+def _random_colours(rng, h, w, legal_share=0.8) -> np.ndarray:
+    """RGB masks: mostly the legal colours, the rest arbitrary bytes (incl. reds and values near 128)."""
+    from dlcv.data.masks import CLASS_COLORS
+
+    legal = CLASS_COLORS[rng.integers(0, 7, (h, w))]
+    noise = rng.choice(np.array([0, 1, 126, 127, 128, 129, 200, 255], np.uint8), size=(h, w, 3))
+    return np.where((rng.random((h, w)) < legal_share)[..., None], legal, noise).astype(np.uint8)
+
+
+def _per_class_reference(pred_dir, gt_dir) -> tuple[np.ndarray, list[tuple[int, int, int]], float]:
+    """Straightforward: read_mask per file (the codec), stack, per-class boolean counts."""
+    from dlcv.data.masks import read_mask
+
+    names = sorted(p.name for p in gt_dir.glob("*_mask.png"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt = np.concatenate([read_mask(gt_dir / n).ravel() for n in names]).astype(np.int64)
+        pred = np.concatenate([read_mask(pred_dir / n).ravel() for n in names]).astype(np.int64)
+    cm = np.array([[np.sum((gt == i) & (pred == j)) for j in range(7)] for i in range(7)])
+    return cm, direct_per_class(pred, gt), float(official_mean_iou_score(pred, gt))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_score_masks_equals_per_class_reference_on_random_masks(tmp_path, threads):
+    from PIL import Image
+
+    rng = np.random.default_rng(11 + threads)
+    for i in range(9):
+        h, w = (int(v) for v in rng.integers(5, 60, 2))
+        for d in ("gt", "pred"):
+            (tmp_path / d).mkdir(exist_ok=True)
+            Image.fromarray(_random_colours(rng, h, w)).save(tmp_path / d / f"{i:04d}_mask.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = score_folders(tmp_path / "pred", tmp_path / "gt", threads=threads)
+    cm, per_class, official = _per_class_reference(tmp_path / "pred", tmp_path / "gt")
+    assert np.array_equal(r["confusion"], cm)
+    assert [(c["tp"], c["pred"], c["gt"]) for c in r["per_class"]] == per_class
+    assert same_float(r["miou_official"], official)
+    assert r["num_files"] == 9 and r["num_pixels"] == cm.sum()
+
+
+def test_score_masks_other_png_modes_read_as_read_mask(tmp_path):
+    """Palette, palette with transparency, RGBA, grayscale and 16-bit files take the codec's own reader
+    (read_rgb), the 8-bit RGB ones the fast path: the counts equal read_mask's on every file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    rgb = _random_colours(rng, 24, 31)
+    files = {
+        "0000": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
+        "0001": Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (24, 31), dtype=np.uint8)]), "RGBA"),
+        "0002": Image.fromarray(rgb[..., 0], "L"),
+        "0003": Image.fromarray((rng.integers(0, 65536, (24, 31))).astype(np.uint16)).convert("I;16"),
+        "0004": Image.fromarray(rgb),
+    }
+    pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    pal.info["transparency"] = 0
+    files["0005"] = pal
+    for name, img in files.items():
+        img.save(tmp_path / "pred" / f"{name}_mask.png")
+        Image.fromarray(_random_colours(rng, 24, 31)).save(tmp_path / "gt" / f"{name}_mask.png")
+    modes = {n: Image.open(tmp_path / "pred" / f"{n}_mask.png").mode for n in files}
+    assert {"P", "RGBA", "L", "RGB"} <= set(modes.values()) and any(m.startswith("I") for m in modes.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = score_folders(tmp_path / "pred", tmp_path / "gt")
+    cm, _, official = _per_class_reference(tmp_path / "pred", tmp_path / "gt")
+    assert np.array_equal(r["confusion"], cm)
+    assert same_float(r["miou_official"], official)
+
+
+def test_score_masks_fast_codes_equal_the_codec_on_every_colour():
+    """All 2^24 colours would be slow; every byte value on each channel against the others' extremes."""
+    from PIL import Image
+
+    from dlcv.data.masks import CODE_TO_CLASS, decode_mask
+    from dlcv.score_masks import _BIT_LUT, _SUM_BANDS, codes_from_rgb
+
+    v = np.arange(256, dtype=np.uint8)
+    grid = np.stack(np.meshgrid(v, np.array([0, 127, 128, 255], np.uint8), np.array([0, 128, 255], np.uint8),
+                                indexing="ij"), -1).reshape(1, -1, 3)
+    rgb = np.concatenate([grid, grid[..., [1, 0, 2]], grid[..., [2, 1, 0]]], axis=1)
+    fast = np.asarray(Image.fromarray(rgb).point(_BIT_LUT).convert("L", _SUM_BANDS))
+    assert np.array_equal(fast, codes_from_rgb(rgb))
+    assert np.array_equal(CODE_TO_CLASS[fast], decode_mask(rgb)[0])
+
+
+def test_score_masks_red_is_unknown_and_warned_per_file(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    red = np.zeros((2, 3, 3), np.uint8)
+    red[0, :, 0] = 255  # three red pixels in the first row
+    Image.fromarray(red).save(tmp_path / "pred" / "0000_mask.png")
+    write_mask(tmp_path / "gt" / "0000_mask.png", np.full((2, 3), 6, np.uint8))
+    with pytest.warns(UserWarning, match=r"0000_mask.png: 3 red pixel\(s\)") as caught:
+        r = score_folders(tmp_path / "pred", tmp_path / "gt")
+    assert len([w for w in caught if "red pixel" in str(w.message)]) == 1
+    assert r["confusion"][6, 6] == 6 and r["num_pixels"] == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score_folders(tmp_path / "pred", tmp_path / "gt", warn=False)
+
+
+def test_score_masks_unreadable_png_names_the_file(tmp_path):
+    from dlcv.errors import DataError
+
+    m = np.zeros((4, 4), np.uint8)
+    _write_set(tmp_path / "gt", {f"{i:04d}": m for i in range(6)})
+    _write_set(tmp_path / "pred", {f"{i:04d}": m for i in range(6)})
+    (tmp_path / "pred" / "0003_mask.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "pred" / "0004_mask.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"mask .*0003_mask.png: not a readable image"):
+        score_folders(tmp_path / "pred", tmp_path / "gt", threads=3)
+
+
+# ---------------------------------------------------------------- the score-masks process: no torch
+def _run_python(code: str) -> str:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_score_masks_cli_imports_no_torch(tmp_path):
+    _write_set(tmp_path / "gt", {"0000": np.array([[0, 1], [6, 5]], np.uint8)})
+    _write_set(tmp_path / "pred", {"0000": np.array([[0, 1], [0, 5]], np.uint8)})
+    out = _run_python(f"""
+import sys
+from dlcv.cli import main
+rc = main(["score-masks", {str(tmp_path / 'pred')!r}, {str(tmp_path / 'gt')!r}, "--out", {str(tmp_path / 'e')!r}])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchmetrics", "torchvision", "lightning"))
+print("RC", rc, "HEAVY", heavy)
+""")
+    assert "RC 0 HEAVY []" in out, out
+    assert (tmp_path / "e" / "metrics.json").is_file() and (tmp_path / "e" / "iou.md").is_file()
+    out = _run_python("import sys, dlcv.score_masks, dlcv.seg_iou, dlcv.data.masks, dlcv.data.images; "
+                      "print(sorted(m for m in sys.modules if m.startswith(('torch', 'torchmetrics'))))")
+    assert out.strip() == "[]"
+
+
+def test_seg_metrics_reexports_the_split_modules():
+    import dlcv.score_masks as sm
+    import dlcv.seg_iou as si
+    import dlcv.seg_metrics as legacy
+
+    assert legacy.score_folders is sm.score_folders and legacy.main is sm.main and legacy.run is sm.run
+    assert legacy.add_arguments is sm.add_arguments and legacy.MASK_SUFFIX == sm.MASK_SUFFIX
+    for name in ("iou_from_confusion", "confusion_numpy", "official_mean_iou", "format_iou_table", "iou_markdown",
+                 "write_iou_report"):
+        assert getattr(legacy, name) is getattr(si, name)
+
+
+# ---------------------------------------------------------------- the bench's cli section
+@pytest.mark.timeout(300)
+def test_bench_cli_section_quick(tmp_path):
+    """`dlcv bench`'s whole-process rows at --quick size: the official-script branch (here the
+    reference, given as if it were the official script), equal mIoU, the rendered rows and targets."""
+    from dlcv.bench.results import render_results
+    from dlcv.bench.specs import BENCH_DIR
+    from dlcv.bench.startup import bench_cli
+
+    logs: list[str] = []
+    settings = {"scale": "quick", "repeats": 1, "data": str(tmp_path / "data"), "work": str(tmp_path / "work"),
+                "max_foreign": 1.0, "max_wait": 0.0, "official_miou": str(BENCH_DIR / "reference.py")}
+    c = bench_cli(settings, logs.append)
+    assert c["masks"] == 16 and c["repeats"] == 2 and c["official_kind"] == "official"
+    assert set(c["seconds"]) == {"help", "score_masks", "official"}
+    assert all(len(v) == 2 for v in c["raw"].values()) and c["ratio"]["n"] == 2
+    assert 0 < c["miou"] < 1
+    text = render_results({"cli": c})
+    assert "`dlcv --help`" in text and "`dlcv score-masks PRED GT` (16 masks)" in text
+    assert "official / ours" in text and "`dlcv score-masks` >= 7x" in text
+    # a missing official script: the reference runs instead, and the results say so
+    settings["official_miou"] = str(tmp_path / "nope.py")
+    c = bench_cli(settings, logs.append)
+    assert c["official_kind"] == "reference" and "nope.py" in c["official_error"]
+    assert "ran in its place" in render_results({"cli": c})

@@ -1,4 +1,5 @@
-"""`dlcv demo` / `make demo`: generated data -> every job at demo scale -> graded outputs -> report.
+"""`dlcv demo` / `make demo`: generated data -> every job at demo scale -> graded outputs -> report ->
+the pre-submission check (`dlcv check`) on the demo data.
 
 Each stage prints a header and its wall time; a finished run whose resolved config has not changed
 is reused (pass --fresh to retrain), so a second `make demo` only redoes what changed.
@@ -47,6 +48,8 @@ def run_demo(out: Path, problems: tuple[str, ...] = ("p1", "p2", "p3"), fresh: b
     for problem in problems:  # each problem's stages live in dlcv/demo/stages_<problem>.py
         stages += importlib.import_module(f"dlcv.demo.stages_{problem}").stages(data_root, runs, out, fresh)
     stages += importlib.import_module("dlcv.demo.stages_report").stages(data_root, runs, out, fresh)
+    # last: `dlcv check` on the demo data with the demo's checkpoints (dlcv/demo/stages_check.py)
+    stages += importlib.import_module("dlcv.demo.stages_check").stages(data_root, runs, out, problems)
 
     timings, results = {}, {}
     t_start = time.perf_counter()
