@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import lightning.pytorch as L
 import torch
 
+from dlcv.errors import NonFiniteLossError
 from dlcv.io import write_text
 from dlcv.seeding import derive_seed
 
@@ -146,8 +147,6 @@ class RunCheckpoints(L.Callback):
 def _check_finite_weights(module: torch.nn.Module, epoch: int, step: int) -> None:
     """The loss guard (Task.check_finite) sees a blow-up one step late: the last step of an epoch
     can have a finite loss and an infinite gradient. Never let such weights replace last.ckpt."""
-    from dlcv.errors import NonFiniteLossError
-
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise NonFiniteLossError(

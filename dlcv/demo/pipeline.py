@@ -6,38 +6,15 @@ is reused (pass --fresh to retrain), so a second `make demo` only redoes what ch
 """
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
 
+from dlcv.demo import stages_check, stages_p1, stages_p2, stages_p3, stages_report
+from dlcv.demo.stage import Stage
 from dlcv.io import write_text
 
-CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "demo"
-
-
-class Stage(NamedTuple):
-    name: str
-    run: Callable[[], object]
-
-
-def train_demo_config(stem: str, data_root: Path, runs: Path, fresh: bool) -> dict:
-    """Train configs/demo/<stem>.yaml on the demo data, or reuse its finished run."""
-    from dlcv.config import load_config, to_yaml
-    from dlcv.jobs import job_module
-
-    overrides = [f"data.root={data_root}", f"run.dir={runs}"]
-    config_file = CONFIGS / f"{stem}.yaml"
-    cfg = load_config(config_file, overrides)
-    run_dir = runs / cfg.run.name
-    done = run_dir / "summary.json"
-    if not fresh and done.is_file() and (run_dir / "config.yaml").read_text() == to_yaml(cfg):
-        print(f"    reusing the finished run {run_dir} (same config; --fresh retrains)")
-        return json.loads(done.read_text())
-    command = ["dlcv", "train", f"configs/demo/{stem}.yaml", *overrides, "--overwrite"]
-    return job_module(cfg.task).fit(cfg, command, overwrite=True)
-
+PROBLEM_STAGES = {"p1": stages_p1.stages, "p2": stages_p2.stages, "p3": stages_p3.stages}
 
 def run_demo(out: Path, problems: tuple[str, ...] = ("p1", "p2", "p3"), fresh: bool = False) -> int:
     from dlcv.demo import DemoScale, ensure_demo_data
@@ -46,10 +23,10 @@ def run_demo(out: Path, problems: tuple[str, ...] = ("p1", "p2", "p3"), fresh: b
     data_root, runs = out / "hw1_data", out / "runs"
     stages = [Stage("generate demo data", lambda: ensure_demo_data(data_root, DemoScale(), seed=0, problems=problems))]
     for problem in problems:  # each problem's stages live in dlcv/demo/stages_<problem>.py
-        stages += importlib.import_module(f"dlcv.demo.stages_{problem}").stages(data_root, runs, out, fresh)
-    stages += importlib.import_module("dlcv.demo.stages_report").stages(data_root, runs, out, fresh)
-    # last: `dlcv check` on the demo data with the demo's checkpoints (dlcv/demo/stages_check.py)
-    stages += importlib.import_module("dlcv.demo.stages_check").stages(data_root, runs, out, problems)
+        stages += PROBLEM_STAGES[problem](data_root, runs, out, fresh)
+    stages += stages_report.stages(data_root, runs, out, fresh)
+    # last: `dlcv check` on the demo data with the demo's checkpoints
+    stages += stages_check.stages(data_root, runs, out, problems)
 
     timings, results = {}, {}
     t_start = time.perf_counter()

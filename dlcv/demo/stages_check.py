@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlcv.demo.pipeline import Stage
+from dlcv.demo.stage import Stage
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout whose hw1_*.sh are checked
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dlcv.demo.pipeline import Stage, train_demo_config
+from dlcv.demo.stage import Stage, train_demo_config
 
 
 def score_test(data_root: Path, runs: Path, out: Path) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from dlcv.demo.pipeline import CONFIGS, Stage, train_demo_config
+from dlcv.demo.stage import CONFIGS, Stage, train_demo_config
 from dlcv.io import save_torch, write_text
 
 STANDIN_NOTE = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlcv.demo.pipeline import Stage, train_demo_config
+from dlcv.demo.stage import Stage, train_demo_config
 
 RUNS = ("p3_a_fcn32s", "p3_b_deeplabv3")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcv.demo.pipeline import Stage
+from dlcv.demo.stage import Stage
 
 
 def build(runs: Path, out: Path) -> dict:
