@@ -18,23 +18,113 @@ torchvision DeepLabv3-ResNet50. The optimizer is torch's own for adam/adamw/sgd;
 The bench drives it through :class:`ReferencePipeline` (setup / train / infer / data_only), one
 instance per job, in its own process (see `dlcv.bench`); the job arrives as the product's resolved
 config dict plus the bench sizes, so the reference reads the same files with the same batch.
+
+It also holds, first, the course's ``mean_iou_evaluate.py`` in its own shape (`read_masks`: one
+image read per file into an ``np.empty((N, 512, 512))`` float64 array with the per-code
+assignments; `mean_iou_score`: the per-class loop with its prints), for the `cli` section of
+`dlcv bench` when the official script itself is not at hand (``DLCV_OFFICIAL_MIOU`` /
+``--official-miou``). Run as a script -- ``python benchmarks/reference.py -g GT_DIR -p PRED_DIR``,
+the official flags -- it stops before torch is imported, as the official script imports only
+numpy and an image reader (imageio when installed, else Pillow, which imageio uses for PNG).
 """
 from __future__ import annotations
 
-import copy
-import csv
-import time
-from pathlib import Path
+import argparse
+import os
+import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-import torchvision
-from PIL import Image
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms as T
-from torchvision.transforms import functional as TF
+
+# --------------------------------------------------------------------------------------------
+# mean_iou_evaluate.py, in the official tool's shape (numpy + one image reader, no torch)
+
+
+def _imread(path):
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        from PIL import Image
+
+        return np.asarray(Image.open(path))
+    return imageio.imread(path)
+
+
+def read_masks(filepath):
+    """Read masks from directory and transform to categorical (the official loop)."""
+    file_list = [file for file in os.listdir(filepath) if file.endswith('.png')]
+    file_list.sort()
+    n_masks = len(file_list)
+    masks = np.empty((n_masks, 512, 512))
+
+    for i, file in enumerate(file_list):
+        mask = _imread(os.path.join(filepath, file))
+        mask = (mask >= 128).astype(int)
+        mask = 4 * mask[:, :, 0] + 2 * mask[:, :, 1] + mask[:, :, 2]
+        masks[i, mask == 3] = 0  # (Cyan: 011) Urban land
+        masks[i, mask == 6] = 1  # (Yellow: 110) Agriculture land
+        masks[i, mask == 5] = 2  # (Purple: 101) Rangeland
+        masks[i, mask == 2] = 3  # (Green: 010) Forest land
+        masks[i, mask == 1] = 4  # (Blue: 001) Water
+        masks[i, mask == 7] = 5  # (White: 111) Barren land
+        masks[i, mask == 0] = 6  # (Black: 000) Unknown
+
+    return masks
+
+
+def mean_iou_score(pred, labels):
+    """Compute mean IoU score over 6 classes (the official per-class loop, prints included)."""
+    mean_iou = 0
+    for i in range(6):
+        tp_fp = np.sum(pred == i)
+        tp_fn = np.sum(labels == i)
+        tp = np.sum((pred == i) * (labels == i))
+        iou = tp / (tp_fp + tp_fn - tp)
+        mean_iou += iou / 6
+        print('class #%d : %1.5f' % (i, iou))
+    print('\nmean_iou: %f\n' % mean_iou)
+
+    return mean_iou
+
+
+def official_miou_main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument('-g', '--labels', help='ground truth masks directory', type=str)
+    parser.add_argument('-p', '--pred', help='prediction masks directory', type=str)
+    args = parser.parse_args(argv)
+    try:
+        import imageio  # noqa: F401
+        reader = "imageio"
+    except ImportError:
+        reader = "PIL"
+    print(f"reference mean_iou_evaluate.py (official shape, {reader} reads)", file=sys.stderr)
+
+    pred = read_masks(args.pred)
+    labels = read_masks(args.labels)
+
+    print(mean_iou_score(pred, labels))
+    return 0
+
+
+if __name__ == "__main__":  # the official script's command line stops here: torch is never imported
+    raise SystemExit(official_miou_main())
+
+
+# --------------------------------------------------------------------------------------------
+# the training/inference reference (torch)
+
+import copy  # noqa: E402
+import csv  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torchvision import transforms as T  # noqa: E402
+from torchvision.transforms import functional as TF  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -1,4 +1,7 @@
-"""Atomic writes and safe checkpoint loading: a kill at any moment leaves the previous file intact."""
+"""Atomic writes and safe checkpoint loading: a kill at any moment leaves the previous file intact.
+
+torch is imported inside the functions that need it: the text writers serve NumPy-only commands
+(`dlcv score-masks --out`) that must not pay for importing torch."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +10,6 @@ import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
-
-import torch
 
 from dlcv.errors import CheckpointError
 
@@ -41,12 +42,16 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     """Load a checkpoint with `weights_only=True`; refuse (clearly) one that needs arbitrary pickle."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -64,6 +69,8 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
 
 def export_model(run_dir: str | Path, config: dict, state_dict: dict, extra: dict | None = None) -> Path:
     """`model.pt`: only what prediction needs (config + model weights), loadable weights_only."""
+    import torch
+
     path = Path(run_dir) / "model.pt"
     with atomic_path(path) as tmp:
         torch.save({"config": config, "state_dict": state_dict, **(extra or {})}, tmp)
@@ -83,7 +90,7 @@ def load_model_file(path: str | Path) -> tuple[dict, dict]:
     raise CheckpointError(f"{path}: not a dlcv checkpoint (no config/state_dict inside)")
 
 
-def load_weights(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+def load_weights(module, state_dict: dict, source: str) -> None:
     """Load a checkpoint's weights into the model its config describes; a mismatch (another
     architecture, a hand-assembled file) is a CheckpointError listing the missing / unexpected /
     wrong-shape keys in a few lines, not torch's wall of keys."""

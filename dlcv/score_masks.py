@@ -59,10 +59,11 @@ def read_codes(path: str | Path) -> np.ndarray:
     ``DataError`` (prefixed "mask ", as read_mask's) naming the file."""
     try:
         with Image.open(path) as img:
-            if img.mode == "RGB":
+            limit = Image.MAX_IMAGE_PIXELS  # beyond it read_rgb refuses the file: let it say so
+            if img.mode == "RGB" and (limit is None or img.width * img.height <= limit):
                 img.load()
                 return np.asarray(img.point(_BIT_LUT).convert("L", _SUM_BANDS))
-    except Exception:  # noqa: BLE001 -- every failure is reported by the reader below, with the file named
+    except Exception:  # noqa: BLE001, S110 -- every failure is reported by the reader below, naming the file
         pass
     try:
         rgb = read_rgb(path, alpha="ignore")

@@ -72,14 +72,13 @@ In range, ``target * k + pred < 64`` fits a byte: uint8 arithmetic moves 1 byte 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from dlcv.data.masks import CLASS_NAMES, CODE_TO_CLASS, EVAL_CLASSES, NUM_CLASSES
+from dlcv.io import write_text
 
 NUM_CODES = 8  # 3-bit colour codes 4R + 2G + B (dlcv.data.masks)
 
@@ -292,23 +291,6 @@ def write_iou_report(out_dir: str | Path, result: dict, title: str, extra: dict 
         **({"num_files": result["num_files"]} if "num_files" in result else {}),
         **(extra or {}),
     }
-    _write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
-    _write_text(out_dir / "iou.md", iou_markdown(result, title))
+    write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    write_text(out_dir / "iou.md", iou_markdown(result, title))
     return payload
-
-
-def _write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Atomic write (temp file beside it, fsync, rename), as ``dlcv.io.write_text`` does; kept here
-    because ``dlcv.io`` imports torch, which ``dlcv score-masks --out`` must not pay for."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -601,3 +601,62 @@ def test_bench_cli_section_quick(tmp_path):
     c = bench_cli(settings, logs.append)
     assert c["official_kind"] == "reference" and "nope.py" in c["official_error"]
     assert "ran in its place" in render_results({"cli": c})
+
+
+def test_score_masks_reads_every_corpus_mask_as_read_mask(tmp_path):
+    """The bad-input corpus (scripts/make_bad_corpus.py): every PNG item scored as a prediction
+    counts exactly what read_mask decodes (16-bit, palette, alpha, grayscale, off-palette, red), and
+    an unreadable one fails with read_mask's own message."""
+    import importlib.util
+    import shutil
+
+    from dlcv.data.masks import read_mask
+    from dlcv.errors import DataError
+    from tests.helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("make_bad_corpus", REPO / "scripts" / "make_bad_corpus.py")
+    corpus_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus_script)
+    corpus = corpus_script.make_corpus(tmp_path / "corpus")
+    items = sorted(i for i in corpus_script.IMAGE_ITEMS if i.endswith("_png")) + sorted(corpus_script.MASK_ITEMS)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for item in items:
+        pred_dir, gt_dir = tmp_path / item / "pred", tmp_path / item / "gt"
+        pred_dir.mkdir(parents=True)
+        shutil.copyfile(corpus[item], pred_dir / "0000_mask.png")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                decoded = read_mask(pred_dir / "0000_mask.png")
+        except DataError as exc:
+            with pytest.raises(DataError) as got:
+                score_folders(pred_dir, pred_dir)
+            assert str(got.value) == str(exc)
+            continue
+        truth = rng.integers(0, 7, decoded.shape).astype(np.uint8)
+        _write_set(gt_dir, {"0000": truth})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = score_folders(pred_dir, gt_dir)
+        assert np.array_equal(r["confusion"], confusion_numpy(decoded, truth)), item
+        checked += 1
+    assert checked >= 8
+
+
+def test_score_masks_refuses_what_read_mask_refuses(tmp_path, monkeypatch):
+    """A decompression bomb (over PIL's pixel limit) is a DataError in both readers."""
+    from PIL import Image
+
+    from dlcv.data.masks import read_mask
+    from dlcv.errors import DataError
+
+    _write_set(tmp_path / "gt", {"0000": np.zeros((40, 40), np.uint8)})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError) as direct:
+            read_mask(tmp_path / "gt" / "0000_mask.png")
+        with pytest.raises(DataError) as scored:
+            score_folders(tmp_path / "gt", tmp_path / "gt", threads=1)
+    assert str(scored.value) == str(direct.value)

@@ -20,7 +20,9 @@ CPU use during the measurement is recorded, so a disturbed run is visible in the
 Besides the jobs: the FLOPs of each model (`FlopCounterMode`, forward + backward) against the
 machine's measured fp32 matmul rate in the same run, a profile of the top ops where a job falls
 short of 2x, channels_last on/off per model, the official mIoU evaluation against a per-class NumPy
-loop, t-SNE (scikit-learn vs openTSNE), and (`--jobs graded`) the wall time of hw1_1/2/3.sh at the
+loop, the start-up a user feels (`dlcv --help` and `dlcv score-masks` as whole processes, the latter
+against the course's `mean_iou_evaluate.py` on the same files; `dlcv.bench.startup`), t-SNE
+(scikit-learn vs openTSNE), and (`--jobs graded`) the wall time of hw1_1/2/3.sh at the
 hidden test sets' scale. Results go to `benchmarks/results.json` (merged by section) and
 `benchmarks/RESULTS.md` (regenerated from it).
 """
@@ -47,13 +49,18 @@ from dlcv.bench.specs import (
     data_scale,
     job_for,
 )
+from dlcv.bench.startup import bench_cli
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", nargs="+", default=["all"],
                    help=f"training jobs ({', '.join(JOBS)}) and/or sections ({', '.join(SECTIONS)}); "
-                        "'all' = every job + miou + tsne (graded, ~30 min on 2 CPU cores, only when named)")
+                        "'all' = every job + miou + cli + tsne (graded, ~30 min on 2 CPU cores, only when named)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
+    p.add_argument("--official-miou", default=os.environ.get("DLCV_OFFICIAL_MIOU", ""), metavar="PATH",
+                   help="the course's mean_iou_evaluate.py, timed against `dlcv score-masks` in the cli section "
+                        "(default: $DLCV_OFFICIAL_MIOU; without it, the reference in its shape in "
+                        "benchmarks/reference.py)")
     p.add_argument("--scale", choices=["auto", "cpu", "gpu"], default="auto",
                    help="sizes: cpu (default without CUDA), gpu (real batch sizes, AMP; benchmarks/gpu.sh)")
     p.add_argument("--repeats", type=int, default=0, help="paired repeats per job (default 3; --quick 2)")
@@ -79,7 +86,7 @@ def _selected(names: list[str]) -> tuple[list[str], list[str]]:
     for n in names:
         if n == "all":
             jobs += list(JOBS)
-            sections += ["miou", "tsne"]
+            sections += ["miou", "cli", "tsne"]
         elif n in JOBS:
             jobs.append(n)
         elif n in SECTIONS:
@@ -114,7 +121,7 @@ def run(args) -> int:
     settings = {"device": device, "scale": scale, "threads": threads, "data": str(data_root), "work": str(work),
                 "repeats": args.repeats or (2 if scale == "quick" else 3), "profile": args.profile,
                 "max_foreign": args.max_foreign, "max_wait": args.max_wait, "compile": args.compile,
-                "max_redo": args.max_redo}
+                "max_redo": args.max_redo, "official_miou": getattr(args, "official_miou", "")}
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -142,7 +149,7 @@ def run(args) -> int:
                 results[name] = bench_job(job_for(name, scale), settings, data_root, log)
                 gc.collect()
             data["jobs_meta"] = dict(meta, wall_s=time.perf_counter() - t_start, jobs=jobs)
-        for section, fn in (("miou", bench_miou), ("tsne", bench_tsne), ("graded", bench_graded)):
+        for section, fn in (("miou", bench_miou), ("cli", bench_cli), ("tsne", bench_tsne), ("graded", bench_graded)):
             if section in sections:
                 t0 = time.perf_counter()
                 data[section] = fn(settings, log)

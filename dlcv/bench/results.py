@@ -139,6 +139,11 @@ def render_results(data: dict) -> str:
             ratio = fmt_ratio(m["ratio"][k], 1) if k in m["ratio"] else "1x"
             lines.append(f"| {k} | {s['median'] * 1e3:.0f} ms ({s['min'] * 1e3:.0f}-{s['max'] * 1e3:.0f}) | {ratio} |")
         lines.append("")
+    if "cli" in data:
+        from dlcv.bench.startup import render_cli
+
+        lines += _meta_lines("Start-up and score-masks, whole processes", data.get("cli_meta", {}))
+        lines += render_cli(data["cli"])
     if "tsne" in data:
         t = data["tsne"]
         lines += _meta_lines("t-SNE / PCA of cached features", data.get("tsne_meta", {}))
@@ -209,6 +214,10 @@ def targets_lines(data: dict) -> list[str]:
         rows.append((f"mIoU evaluation >= {TARGET_MIOU:g}x the per-class loop",
                      ("met" if task >= TARGET_MIOU else "**missed**") + f" ({task:.1f}x, the validation path)",
                      f"fastest path: {best[0]} {best[1]['median']:.1f}x"))
+    if "cli" in data:
+        from dlcv.bench.startup import cli_targets
+
+        rows += cli_targets(data["cli"])
     if "graded" in data:
         for k, r in data["graded"]["runs"].items():
             ok = r["returncode"] == 0 and r["seconds"] <= TARGET_SCRIPT_S

@@ -45,8 +45,10 @@ def per_class_loop_miou(pred, labels) -> float:
 def bench_miou(settings: dict, log) -> dict:
     """The product's confusion-matrix path (`dlcv.seg_metrics.ConfusionMatrix.update` per
     validation batch of int64 predictions/labels, as in SegmentationTask.validation_step, then
-    `iou_from_confusion`) and `confusion_numpy` (score-masks) against the per-class loop on the same
-    257 (or --quick: 16) masks of 512x512; results must be equal."""
+    `iou_from_confusion`) and `confusion_numpy` (the NumPy side of the same kernel,
+    `dlcv.seg_iou.pair_histogram_*`, which score-masks counts with) against the per-class loop on the
+    same 257 (or --quick: 16) masks of 512x512; results must be equal. Whole-process `dlcv
+    score-masks` against the official script: the cli section (`dlcv.bench.startup`)."""
     import numpy as np
     import torch
 

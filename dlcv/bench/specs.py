@@ -61,7 +61,7 @@ GPU: dict[str, dict] = {
     "p3_deeplabv3": dict(batch=8, steps=5, infer_batch=8, infer_images=32, warmup=2),
 }
 
-SECTIONS = ("miou", "tsne", "graded")  # besides the jobs; graded is not part of "all" (it is long)
+SECTIONS = ("miou", "cli", "tsne", "graded")  # besides the jobs; graded is not part of "all" (it is long)
 
 
 def data_scale(scale: str):

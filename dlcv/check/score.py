@@ -17,8 +17,8 @@ def accuracy(hidden: HiddenSet, predictions: dict) -> tuple[float, str, str]:
 
 
 def mean_iou(hidden: HiddenSet) -> tuple[float, str, str]:
-    """(mIoU, figure, note) by dlcv.seg_metrics.score_folders (the official rule)."""
-    from dlcv.seg_metrics import score_folders
+    """(mIoU, figure, note) by dlcv.score_masks.score_folders (the official rule)."""
+    from dlcv.score_masks import score_folders
 
     result = score_folders(hidden.output, hidden.truth, warn=False)
     note = ""

@@ -14,7 +14,8 @@ def score_test(data_root: Path, runs: Path, out: Path) -> dict:
     """hw1_3.sh's job (dlcv.graded.p3.predict) with the model of higher validation mIoU, on the demo's
     hidden-test stand-in, scored against p3_data/test_gt by score_folders (pairs by name)."""
     from dlcv.graded.p3 import predict
-    from dlcv.seg_metrics import format_iou_table, score_folders, write_iou_report
+    from dlcv.score_masks import score_folders
+    from dlcv.seg_iou import format_iou_table, write_iou_report
 
     summaries = {name: json.loads((runs / name / "summary.json").read_text()) for name in RUNS}
     name = max(RUNS, key=lambda n: summaries[n]["val_miou"] or 0.0)
