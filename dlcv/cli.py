@@ -157,8 +157,11 @@ def _report():
 
 
 def _bench():
-    import dlcv.bench
-
+    try:
+        import dlcv.bench
+    except ModuleNotFoundError:  # not in the wheel: it measures against the checkout's benchmarks/
+        raise SystemExit("dlcv bench runs from a checkout of the repository (it measures against "
+                         "benchmarks/reference.py and writes benchmarks/RESULTS.md)") from None
     return dlcv.bench
 
 

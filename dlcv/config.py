@@ -117,12 +117,26 @@ def schema_for(task: str) -> type:
 
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"  # the checkout's configs/ links here
+
+
+def find_config(path: str | Path) -> Path:
+    """`path` as given, else the same name among the configs shipped inside the package: so
+    `dlcv train configs/p1/seed_a.yaml` also works after a plain `pip install .`, from any folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    packaged = PACKAGED_CONFIGS.joinpath(*parts) if parts else PACKAGED_CONFIGS
+    return packaged if packaged.is_file() else path
+
+
 def load_config(path: Optional[str | Path] = None, overrides: list[str] | tuple[str, ...] = (),
                 base: Optional[dict] = None) -> DictConfig:
     """Merge typed defaults <- YAML file (or `base` dict) <- `key=value` overrides; validate types."""
     raw: dict = {}
     if path is not None:
-        path = Path(path)
+        path = find_config(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:

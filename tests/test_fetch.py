@@ -270,7 +270,7 @@ def test_wrong_sha256_leaves_destination_untouched(p1, server, checkpoint, tmp_p
     url = f"http://127.0.0.1:{server.server_port}/model.pt"
     monkeypatch.delenv("DLCV_P1_URL", raising=False)
     sources = tmp_path / "hw1_checkpoints.txt"
-    monkeypatch.setattr(fetch_mod, "SOURCES_FILE", sources)
+    monkeypatch.setattr(fetch_mod, "project_root", lambda: tmp_path)
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"the previous checkpoint")
     wrong = "0" * 64

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "demo"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"  # inside the package: works installed
 
 
 class Stage(NamedTuple):

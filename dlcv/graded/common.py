@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from dlcv.errors import CheckpointError
+
 EXIT_SOME_UNREADABLE = 2
 
 
@@ -49,8 +51,6 @@ def check_output_writable(path: Path, is_folder: bool = False) -> None:
 def check_model_kind(config: dict, checkpoint, dataset: str, script: str) -> None:
     """A classification model.pt trained on `dataset`, else a CheckpointError saying what it is
     (a P1 model on Office images would write 50-class labels without any complaint)."""
-    from dlcv.errors import CheckpointError
-
     task, trained_on = config.get("task"), config.get("dataset")
     if task != "classify" or trained_on != dataset:
         what = f"task {task!r}" + (f", dataset {trained_on!r}" if trained_on else "")

@@ -24,8 +24,16 @@ from pathlib import Path
 from dlcv.errors import CheckpointError
 from dlcv.io import atomic_path, load_model_file
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout hw1_*.sh run from
-SOURCES_FILE = REPO / "hw1_checkpoints.txt"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def project_root() -> Path:
+    """The checkout hw1_*.sh run from (it holds hw1_1.sh); for an installed package, the current folder."""
+    return CHECKOUT if (CHECKOUT / "hw1_1.sh").is_file() else Path.cwd()
+
+
+def sources_file() -> Path:
+    return project_root() / "hw1_checkpoints.txt"
 
 TIMEOUT = 60  # seconds for connecting and for each read: a stalled server fails (and is retried), never hangs
 CHUNK = 1 << 20
@@ -44,7 +52,7 @@ GITHUB_HOSTS = ("github.com", "www.github.com")
 def checkpoint_path(problem: str) -> Path:
     """$DLCV_P<n>_CKPT, else checkpoints/p<n>_model.pt in the repo."""
     env = os.environ.get(f"DLCV_{problem.upper()}_CKPT")
-    return Path(env) if env else REPO / "checkpoints" / f"{problem}_model.pt"
+    return Path(env) if env else project_root() / "checkpoints" / f"{problem}_model.pt"
 
 
 def checkpoint_source(problem: str) -> tuple[str, str]:
@@ -52,14 +60,15 @@ def checkpoint_source(problem: str) -> tuple[str, str]:
     env = os.environ.get(f"DLCV_{problem.upper()}_URL")
     if env:
         return env, ""
-    if SOURCES_FILE.is_file():
-        for line in SOURCES_FILE.read_text().splitlines():
+    sources = sources_file()
+    if sources.is_file():
+        for line in sources.read_text().splitlines():
             parts = line.split("#", 1)[0].split()
             if len(parts) >= 2 and parts[0] == problem and parts[1] != "-":
                 return parts[1], parts[2] if len(parts) > 2 else ""
     raise CheckpointError(
         f"no source for the {problem} checkpoint: set DLCV_{problem.upper()}_URL or put its URL in "
-        f"{SOURCES_FILE.name} (upload runs/<name>/model.pt of your trained run)")
+        f"hw1_checkpoints.txt (upload runs/<name>/model.pt of your trained run)")
 
 
 def direct_url(url: str) -> str:
@@ -287,7 +296,7 @@ def fetch(problem: str) -> Path:
             if digest != expected:
                 raise CheckpointError(f"{problem}: {source}: sha256 {digest} does not match the expected "
                                       f"{expected} (another or a damaged file; upload again or fix the digest "
-                                      f"in {SOURCES_FILE.name})")
+                                      f"in hw1_checkpoints.txt)")
         try:
             load_model_file(tmp)  # refuse anything that is not a safe-loading dlcv checkpoint
         except CheckpointError as exc:  # name the source, not the temporary file

@@ -30,11 +30,10 @@ def _section(config: dict, name: str) -> dict:
 
 
 def _load_under(module: nn.Module, attribute: str, state_dict: dict, source: str) -> nn.Module:
-    """Load the `<attribute>.*` weights of a training module's state_dict into `module`."""
-    holder = nn.Module()
-    setattr(holder, attribute, module)
+    """Load a training module's state_dict (its keys are `<attribute>.*`) into `module`; any other
+    key is reported as unexpected, any absent one as missing."""
     prefix = attribute + "."
-    load_weights(holder, {k: v for k, v in state_dict.items() if k.startswith(prefix)}, source)
+    load_weights(module, {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}, source)
     return module
 
 

@@ -15,7 +15,6 @@ from dlcv.io import load_model_file, write_text
 def predict(checkpoint: str | Path, image_dir: str | Path, out_csv: str | Path, tta: bool = False) -> int:
     """`filename,label` for every image of a folder (any names), sorted by file name; returns the
     exit code. tta: average with the horizontally mirrored image."""
-
     out_csv = Path(out_csv)
     check_output_writable(out_csv)
     config, state = load_model_file(checkpoint)

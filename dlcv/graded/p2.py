@@ -23,7 +23,6 @@ def predict(checkpoint: str | Path, images_csv: str | Path, image_dir: str | Pat
             tta: bool = False) -> int:
     """Write `out_csv` for the rows of `images_csv` (images under `image_dir`); returns the exit
     code. tta: average with the horizontally mirrored image."""
-
     out_csv = Path(out_csv)
     check_output_writable(out_csv)
     config, state = load_model_file(checkpoint)
