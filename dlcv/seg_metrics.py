@@ -4,8 +4,7 @@ The official rule (``mean_iou_evaluate.py`` reproduced exactly: unknown pixels a
 absent classes, ``miou_official``) and everything computed from the matrix live in
 :mod:`dlcv.seg_iou` (NumPy only); folder scoring and ``dlcv score-masks`` in
 :mod:`dlcv.score_masks` (NumPy + Pillow, no torch). This module adds the torch Metric, counting with
-the same kernel (:func:`dlcv.seg_iou.pair_histogram_torch`), and re-exports the names other modules
-have always imported from here.
+the same kernel (:func:`dlcv.seg_iou.pair_histogram_torch`): the metric only.
 """
 from __future__ import annotations
 
@@ -15,21 +14,7 @@ import torch
 from torchmetrics import Metric
 
 from dlcv.data.masks import NUM_CLASSES
-from dlcv.score_masks import MASK_SUFFIX, add_arguments, main, run, score_folders
-from dlcv.seg_iou import (
-    confusion_numpy,
-    format_iou_table,
-    iou_from_confusion,
-    iou_markdown,
-    official_mean_iou,
-    pair_histogram_numpy,
-    pair_histogram_torch,
-    write_iou_report,
-)
-
-__all__ = ["ConfusionMatrix", "MASK_SUFFIX", "add_arguments", "confusion_numpy", "format_iou_table",
-           "iou_from_confusion", "iou_markdown", "main", "official_mean_iou", "pair_histogram_numpy",
-           "pair_histogram_torch", "run", "score_folders", "write_iou_report"]
+from dlcv.seg_iou import iou_from_confusion, pair_histogram_torch
 
 
 def _check_range(name: str, t: torch.Tensor) -> None:
@@ -96,6 +81,3 @@ class ConfusionMatrix(Metric):
     def compute_iou(self) -> dict:
         return iou_from_confusion(self.compute())
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -104,7 +104,7 @@ def test_predict_matches_the_model_and_tta(model_file, test_dir, tmp_path, monke
 
 def test_predicted_folder_scores_against_ground_truth(model_file, demo_root, tmp_path):
     from dlcv.graded.p3 import predict
-    from dlcv.seg_metrics import score_folders
+    from dlcv.score_masks import score_folders
 
     assert predict(model_file, demo_root / "p3_data" / "test", tmp_path / "pred") == 0
     result = score_folders(tmp_path / "pred", demo_root / "p3_data" / "test_gt")

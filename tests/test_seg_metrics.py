@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dlcv.data.masks import CLASS_NAMES, write_mask
-from dlcv.seg_metrics import (ConfusionMatrix, confusion_numpy, format_iou_table, iou_from_confusion, main,
-                              official_mean_iou, score_folders)
+from dlcv.score_masks import main, score_folders
+from dlcv.seg_iou import confusion_numpy, format_iou_table, iou_from_confusion, official_mean_iou
+from dlcv.seg_metrics import ConfusionMatrix
 
 
 # ---------------------------------------------------------------- independent references
@@ -562,18 +563,6 @@ print("RC", rc, "HEAVY", heavy)
     out = _run_python("import sys, dlcv.score_masks, dlcv.seg_iou, dlcv.data.masks, dlcv.data.images; "
                       "print(sorted(m for m in sys.modules if m.startswith(('torch', 'torchmetrics'))))")
     assert out.strip() == "[]"
-
-
-def test_seg_metrics_reexports_the_split_modules():
-    import dlcv.score_masks as sm
-    import dlcv.seg_iou as si
-    import dlcv.seg_metrics as legacy
-
-    assert legacy.score_folders is sm.score_folders and legacy.main is sm.main and legacy.run is sm.run
-    assert legacy.add_arguments is sm.add_arguments and legacy.MASK_SUFFIX == sm.MASK_SUFFIX
-    for name in ("iou_from_confusion", "confusion_numpy", "official_mean_iou", "format_iou_table", "iou_markdown",
-                 "write_iou_report"):
-        assert getattr(legacy, name) is getattr(si, name)
 
 
 # ---------------------------------------------------------------- the bench's cli section

@@ -52,7 +52,8 @@ def bench_miou(settings: dict, log) -> dict:
     import numpy as np
     import torch
 
-    from dlcv.seg_metrics import ConfusionMatrix, confusion_numpy, iou_from_confusion
+    from dlcv.seg_iou import confusion_numpy, iou_from_confusion
+    from dlcv.seg_metrics import ConfusionMatrix
 
     n = 16 if settings["scale"] == "quick" else 257
     size = 512

@@ -25,7 +25,7 @@ from dlcv.data.sets import BatchDataset, ImageSet
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
 from dlcv.errors import DataError
 from dlcv.io import export_model, load_torch, load_weights, write_text
-from dlcv.seg_metrics import format_iou_table, iou_from_confusion, write_iou_report
+from dlcv.seg_iou import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
 
 

@@ -24,7 +24,8 @@ from torchmetrics import MeanMetric
 from dlcv.data import augment as aug
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES, NUM_CLASSES
 from dlcv.models.segmentation import build_segmenter
-from dlcv.seg_metrics import ConfusionMatrix, iou_from_confusion
+from dlcv.seg_iou import iou_from_confusion
+from dlcv.seg_metrics import ConfusionMatrix
 from dlcv.tasks.base import Task
 
 IGNORE = 255  # mask value of augmentation padding; ignored by the losses
