@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from dlcv.data import augment as A
+from dlcv.data.augment import geometric, photometric
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -128,7 +129,7 @@ def test_box_warp_matches_torchvision_resized_crop():
     top, left = torch.tensor([2.0, 0, 5]), torch.tensor([3.0, 0, 10])
     h, w = torch.tensor([10.0, 20, 15]), torch.tensor([12.0, 24, 14])
     out_h, out_w = 30, 28
-    theta = A._box_theta(left + w / 2, top + h / 2, w / 2, h / 2, None, 20, 24)
+    theta = geometric._box_theta(left + w / 2, top + h / 2, w / 2, h / 2, None, 20, 24)
     out = A.affine_grid_sample(x, theta, (out_h, out_w))
     for i in range(3):
         ref = TF.resized_crop(x[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]),
@@ -162,7 +163,7 @@ def test_rrc_shape_and_range():
 
 def test_rrc_boxes_follow_torchvision_rules():
     n, height, width = 4000, 40, 60
-    top, left, h, w = A._sample_crop_boxes(n, height, width, (0.08, 1.0), (3 / 4, 4 / 3),
+    top, left, h, w = geometric._sample_crop_boxes(n, height, width, (0.08, 1.0), (3 / 4, 4 / 3),
                                            gen(), torch.device("cpu"))
     assert torch.all((top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width))
     assert torch.all((h == h.round()) & (w == w.round()) & (top == top.round()))
@@ -176,7 +177,7 @@ def test_rrc_boxes_follow_torchvision_rules():
 
 def test_rrc_falls_back_to_central_crop():
     # a very wide image and a ratio range that no crop of it can satisfy with scale 1
-    top, left, h, w = A._sample_crop_boxes(3, 10, 40, (1.0, 1.0), (1.0, 1.0), gen(),
+    top, left, h, w = geometric._sample_crop_boxes(3, 10, 40, (1.0, 1.0), (1.0, 1.0), gen(),
                                            torch.device("cpu"))
     assert torch.equal(h, torch.full((3,), 10.0)) and torch.equal(w, torch.full((3,), 10.0))
     assert torch.equal(top, torch.zeros(3)) and torch.equal(left, torch.full((3,), 15.0))
@@ -297,8 +298,8 @@ def test_color_jitter_brightness_only_scales_each_sample():
 def test_color_jitter_matches_torchvision_contrast_and_saturation():
     x = images(6)
     f = torch.tensor([0.6, 0.8, 1.0, 1.2, 1.4, 0.7])
-    contrast = A._blend(x, A._grayscale(x).mean(dim=(1, 2, 3), keepdim=True), f)
-    saturation = A._blend(x, A._grayscale(x), f)
+    contrast = photometric._blend(x, photometric._grayscale(x).mean(dim=(1, 2, 3), keepdim=True), f)
+    saturation = photometric._blend(x, photometric._grayscale(x), f)
     for i in range(6):
         assert torch.allclose(contrast[i], TF.adjust_contrast(x[i], float(f[i])), atol=1e-5)
         assert torch.allclose(saturation[i], TF.adjust_saturation(x[i], float(f[i])), atol=1e-5)
@@ -308,7 +309,7 @@ def test_adjust_hue_matches_torchvision():
     x = images(9)
     x[0] = 0.5  # gray: hue undefined, must stay unchanged
     factors = torch.tensor([0.3, -0.5, -0.25, -0.1, 0.0, 0.05, 0.2, 0.45, 0.5])
-    out = A._adjust_hue(x, factors)
+    out = photometric._adjust_hue(x, factors)
     for i in range(9):
         ref = TF.adjust_hue(x[i], float(factors[i]))
         assert torch.allclose(out[i], ref, atol=1e-2), i
@@ -341,9 +342,9 @@ def test_blur_keeps_constant_and_smooths_noise():
 
 
 def test_blur_kernel_defaults():
-    assert A._default_kernel_size(224, 224) == 23  # the BYOL paper's kernel
-    assert A._default_kernel_size(128, 128) == 13
-    assert A._default_kernel_size(32, 32) == 3
+    assert photometric._default_kernel_size(224, 224) == 23  # the BYOL paper's kernel
+    assert photometric._default_kernel_size(128, 128) == 13
+    assert photometric._default_kernel_size(32, 32) == 3
     # a kernel larger than reflect padding allows is capped, not an error
     tiny = images(2, h=3, w=3)
     assert A.gaussian_blur(tiny, gen(), p=1.0, kernel_size=9).shape == tiny.shape
