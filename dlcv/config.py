@@ -84,6 +84,15 @@ class FeaturesConfig:
 
 
 @dataclass
+class MixConfig:
+    """MixUp / CutMix of each training batch (dlcv.data.augment.mix; torchvision v2 semantics)."""
+    mixup_alpha: float = 0.0  # > 0: MixUp with lam ~ Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0  # > 0: CutMix with lam ~ Beta(alpha, alpha)
+    prob: float = 1.0  # the chance that a batch is mixed at all
+    switch_prob: float = 0.5  # both on: the chance of CutMix rather than MixUp for a batch
+
+
+@dataclass
 class ClassifyConfig:
     task: str = "classify"
     dataset: str = "p1"  # p1 | office
@@ -95,6 +104,7 @@ class ClassifyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
 
 
 # task -> its schema; the other jobs keep their schema beside their code ("module:Class")

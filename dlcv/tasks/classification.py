@@ -8,6 +8,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from dlcv.data import augment as aug
+from dlcv.data.augment.mix import mix_batch
 from dlcv.models.classifiers import build_classifier
 from dlcv.tasks.base import Task
 
@@ -49,17 +50,24 @@ class ClassificationTask(Task):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         x, y = batch
-        if self.trainer is not None and self.trainer.training and self.cfg.augment != "none":
-            x = augment_batch(x.float().div_(255), self.cfg.augment, self.augment_generator(x.device))
+        mix = self.cfg.mix
+        mixing = mix.mixup_alpha > 0 or mix.cutmix_alpha > 0
+        if self.trainer is not None and self.trainer.training and (self.cfg.augment != "none" or mixing):
+            generator = self.augment_generator(x.device)
+            x = augment_batch(x.float().div_(255), self.cfg.augment, generator)
+            if mixing:  # y becomes soft targets (N, classes)
+                x, y = mix_batch(x, y, self.cfg.model.num_classes, generator, mix.mixup_alpha, mix.cutmix_alpha,
+                                 mix.prob, mix.switch_prob)
         return self.to_device_format(x), y
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)  # y: labels or soft targets
         self.check_finite(loss)
+        labels = y.argmax(1) if y.dim() == 2 else y  # mixed: the larger share
         self.train_loss.update(loss.detach(), weight=len(y))
-        self.train_acc.update(logits.detach().argmax(1), y)
+        self.train_acc.update(logits.detach().argmax(1), labels)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
