@@ -143,6 +143,37 @@ def confusion_numpy(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 # -- IoU from the matrix ------------------------------------------------------------------------
 
+def _checked_counts(cm) -> np.ndarray:
+    """The 7x7 confusion matrix as int64 counts; ValueError for a wrong shape, non-integer or
+    negative counts (a float matrix is accepted only when it holds whole numbers)."""
+    if hasattr(cm, "detach"):  # a torch tensor (torch is not imported here)
+        cm = cm.detach().cpu().numpy()
+    cm = np.asarray(cm)
+    if cm.shape != (NUM_CLASSES, NUM_CLASSES):
+        raise ValueError(f"confusion matrix must be {NUM_CLASSES}x{NUM_CLASSES}, got {cm.shape}")
+    if np.issubdtype(cm.dtype, np.floating):
+        if not np.all(np.isfinite(cm)) or not np.all(cm == np.round(cm)):
+            raise ValueError("confusion matrix must hold integer counts")
+    if (cm < 0).any():
+        raise ValueError("confusion matrix holds negative counts")
+    return cm.astype(np.int64)
+
+
+def _mean_over_present(ious: list[float], present: list[int], miou_official: float) -> float:
+    """The mean IoU over the present classes (``nan`` if none is present)."""
+    if not present:
+        return float(math.nan)
+    if len(present) == EVAL_CLASSES:
+        # all six present: reuse the official sum so the two numbers agree bit for bit
+        return float(miou_official)
+    # same accumulation pattern as the official script, divided by the present count
+    k = len(present)
+    miou = 0.0
+    for i in present:
+        miou += ious[i] / k
+    return float(miou)
+
+
 def iou_from_confusion(cm, class_names: Sequence[str] = CLASS_NAMES) -> dict:
     """Per-class IoU (classes 0..5) and the mean from a 7x7 confusion matrix (rows = truth).
 
@@ -159,18 +190,7 @@ def iou_from_confusion(cm, class_names: Sequence[str] = CLASS_NAMES) -> dict:
     * ``absent_classes``, ``present_classes``: lists of class ids.
     * ``confusion``: the matrix as an int64 numpy array; ``num_pixels``: its sum.
     """
-    if hasattr(cm, "detach"):  # a torch tensor (torch is not imported here)
-        cm = cm.detach().cpu().numpy()
-    cm = np.asarray(cm)
-    if cm.shape != (NUM_CLASSES, NUM_CLASSES):
-        raise ValueError(f"confusion matrix must be {NUM_CLASSES}x{NUM_CLASSES}, got {cm.shape}")
-    if np.issubdtype(cm.dtype, np.floating):
-        if not np.all(np.isfinite(cm)) or not np.all(cm == np.round(cm)):
-            raise ValueError("confusion matrix must hold integer counts")
-    if (cm < 0).any():
-        raise ValueError("confusion matrix holds negative counts")
-    cm = cm.astype(np.int64)
-
+    cm = _checked_counts(cm)
     per_class = []
     ious: list[float] = []
     miou_official = 0  # the official script starts from the Python int 0 and adds iou / 6
@@ -192,19 +212,10 @@ def iou_from_confusion(cm, class_names: Sequence[str] = CLASS_NAMES) -> dict:
         per_class.append({"class": i, "name": class_names[i], "iou": None if union == 0 else iou,
                           "tp": tp, "pred": p, "gt": g, "union": union, "absent": union == 0})
 
-    if not present:
-        miou = math.nan
-    elif len(present) == EVAL_CLASSES:
-        miou = float(miou_official)
-    else:  # same accumulation pattern as the official script, divided by the present count
-        k = len(present)
-        miou = 0.0
-        for i in present:
-            miou += ious[i] / k
     return {
         "per_class": per_class,
         "iou": ious,
-        "miou": float(miou),
+        "miou": _mean_over_present(ious, present, miou_official),
         "miou_official": float(miou_official),
         "present_classes": present,
         "absent_classes": absent,

@@ -112,8 +112,7 @@ def run(args) -> int:
     torch.set_num_threads(threads)
     jobs, sections = _selected(args.jobs)
     out = Path(args.out)
-    results_path = Path(args.results) if args.results else (
-        BENCH_DIR / "results.json" if out.resolve() == (BENCH_DIR / "RESULTS.md").resolve() else out.with_suffix(".json"))
+    results_path = _results_path(args, out)
     data_root = Path(args.data) / scale
     import tempfile
 
@@ -138,17 +137,7 @@ def run(args) -> int:
     settings["run"] = {"command": meta["command"], "date": date, "scale": scale, "repeats": settings["repeats"]}
     try:
         if jobs:
-            from dlcv.demo import ensure_demo_data
-
-            t0 = time.perf_counter()
-            problems = sorted({JOBS[j].config.split("/")[1] for j in jobs})
-            ensure_demo_data(data_root, data_scale(scale), seed=0, problems=problems)
-            log(f"data ready in {data_root} ({time.perf_counter() - t0:.0f} s)")
-            results = data.setdefault("jobs", {})
-            for name in jobs:
-                results[name] = bench_job(job_for(name, scale), settings, data_root, log)
-                gc.collect()
-            data["jobs_meta"] = dict(meta, wall_s=time.perf_counter() - t_start, jobs=jobs)
+            _bench_jobs(jobs, settings, data_root, data, meta, t_start, log)
         for section, fn in (("miou", bench_miou), ("cli", bench_cli), ("tsne", bench_tsne), ("graded", bench_graded)):
             if section in sections:
                 t0 = time.perf_counter()
@@ -158,11 +147,42 @@ def run(args) -> int:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
-    total = time.perf_counter() - t_start
+    _write_results(data, jobs, out, results_path, time.perf_counter() - t_start, log)
+    return 0
+
+
+def _results_path(args, out: Path) -> Path:
+    """--results, else benchmarks/results.json beside the default RESULTS.md, else <out>.json."""
+    if args.results:
+        return Path(args.results)
+    if out.resolve() == (BENCH_DIR / "RESULTS.md").resolve():
+        return BENCH_DIR / "results.json"
+    return out.with_suffix(".json")
+
+
+def _bench_jobs(jobs: list[str], settings: dict, data_root: Path, data: dict, meta: dict, t_start: float,
+                log) -> None:
+    """The training jobs, one after another, on demo data generated for their problems (if missing)."""
+    from dlcv.demo import ensure_demo_data
+
+    t0 = time.perf_counter()
+    problems = sorted({JOBS[j].config.split("/")[1] for j in jobs})
+    ensure_demo_data(data_root, data_scale(settings["scale"]), seed=0, problems=problems)
+    log(f"data ready in {data_root} ({time.perf_counter() - t0:.0f} s)")
+    results = data.setdefault("jobs", {})
+    for name in jobs:
+        results[name] = bench_job(job_for(name, settings["scale"]), settings, data_root, log)
+        gc.collect()
+    data["jobs_meta"] = dict(meta, wall_s=time.perf_counter() - t_start, jobs=jobs)
+
+
+def _write_results(data: dict, jobs: list[str], out: Path, results_path: Path, total: float, log) -> None:
+    """The merged results JSON and the RESULTS.md rendered from it."""
     if "jobs_meta" in data and jobs:
         data["jobs_meta"]["wall_s"] = total
         data["jobs_meta"]["waited_s"] = WAITED[0]
     notes_file = BENCH_DIR / "NOTES.md"
+    # the notes describe the committed results: only the default RESULTS.md carries them
     if notes_file.is_file() and out.resolve() == (BENCH_DIR / "RESULTS.md").resolve():
         data["notes"] = notes_file.read_text()
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,4 +190,3 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_results(data))
     log(f"\nwrote {out} and {results_path} in {total:.0f} s")
-    return 0

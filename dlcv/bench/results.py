@@ -49,129 +49,201 @@ def render_results(data: dict) -> str:
              "measured it. Ratios are ours / plain reference, median of paired interleaved repeats "
              "(min-max in brackets), measured in the same run on the same files, architecture and batch.",
              ""]
-    jobs = data.get("jobs", {})
-    if jobs:
-        meta = data.get("jobs_meta", {})
-        lines += _meta_lines("Training and inference", meta)
-        runs: dict[tuple, list] = {}
-        for name in JOBS:
-            if name in jobs and jobs[name].get("run"):
-                r = jobs[name]["run"]
-                runs.setdefault((r["date"], r["command"], r["scale"], r["repeats"]), []).append(name)
-        if len(runs) > 1:  # rows from several runs: say which run measured which job
-            lines += ["Rows below come from these runs:", ""]
-            lines += [f"- {d}: `{c}` (scale {sc}, {rp} repeats): {', '.join(names)}"
-                      for (d, c, sc, rp), names in sorted(runs.items())]
-            lines.append("")
-        lines += ["| job | batch | train img/s ours | train img/s ref | **train ratio ours/ref** | "
-                  "infer img/s ours | infer img/s ref | **infer ratio ours/ref** | data wait ours | "
-                  "data wait ref | peak RSS ours / ref (MB) | other processes' CPU |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for name in JOBS:
-            r = jobs.get(name)
-            if not r:
-                continue
-            rss = f"{r['stats']['ours']['peak_rss_mb']:,.0f} / {r['stats']['ref']['peak_rss_mb']:,.0f}"
-            if "peak_gpu_mb" in r["stats"]["ours"]:
-                rss += f" (GPU {r['stats']['ours']['peak_gpu_mb']:,.0f} / {r['stats']['ref']['peak_gpu_mb']:,.0f})"
-            lines.append(f"| {r['title']} | {r['batch']} | {_ips(r['train_ips']['ours'])} | {_ips(r['train_ips']['ref'])} | "
-                         f"**{fmt_ratio(r['train_ratio'])}** | {_ips(r['infer_ips']['ours'])} | "
-                         f"{_ips(r['infer_ips']['ref'])} | **{fmt_ratio(r['infer_ratio'])}** | "
-                         f"{_pct(r['data_wait']['ours'])} | {_pct(r['data_wait']['ref'])} | {rss} | "
-                         f"{_foreign(r)} |")
-        lines += ["", "Compute: FLOPs per image from `torch.utils.flop_counter.FlopCounterMode` (matmul/conv, "
-                  "forward + backward for training), achieved = FLOPs x ours' img/s, against the fp32 "
-                  "2048x2048 matmul rate measured in the same run just before and after the job.", "",
-                  "| job | GFLOP/img train | GFLOP/img infer | matmul GFLOP/s | train GFLOP/s (share) | "
-                  "infer GFLOP/s (share) | ref/ours FLOPs | data path alone ours / ref (img/s) | "
-                  "channels_last on/off train | on/off infer |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for name in JOBS:
-            r = jobs.get(name)
-            if not r:
-                continue
-            f = r["flops"]["ours"]
-            vr = r["variant_ratio"].get("cl_toggled", {})
-            on_off_t, on_off_i = vr.get("train"), vr.get("infer")
-            if not r["channels_last"] and on_off_t:  # toggled = on: report on/off = 1 / (off/on)
-                on_off_t = {k: (1 / v if isinstance(v, float) and v else v) for k, v in on_off_t.items()}
-                on_off_t["min"], on_off_t["max"] = on_off_t["max"], on_off_t["min"]
-                on_off_i = {k: (1 / v if isinstance(v, float) and v else v) for k, v in on_off_i.items()}
-                on_off_i["min"], on_off_i["max"] = on_off_i["max"], on_off_i["min"]
-            lines.append(
-                f"| {name} | {f['train_flops_per_image'] / 1e9:.2f} | {f['infer_flops_per_image'] / 1e9:.2f} | "
-                f"{r['matmul_peak']:.0f} | {r['achieved_gflops']:.1f} ({r['peak_share']:.0%}) | "
-                f"{r['achieved_infer_gflops']:.1f} ({r['infer_peak_share']:.0%}) | {r['flops_match']:.2f} | "
-                f"{r['data_only_ips']['ours']:,.0f} / {r['data_only_ips']['ref']:,.0f} ({r['data_only_ratio']:.1f}x) | "
-                f"{fmt_ratio(on_off_t)} | {fmt_ratio(on_off_i)} |")
-        if "fp32" in next(iter(jobs.values())).get("variant_ratio", {}):
-            lines += ["", "AMP: ours (autocast) / ours in fp32 (`trainer.precision=32-true`):", "",
-                      "| job | train | infer |", "|---|---:|---:|"]
-            for name in JOBS:
-                r = jobs.get(name)
-                if r and "fp32" in r["variant_ratio"]:
-                    v = r["variant_ratio"]["fp32"]
-                    lines.append(f"| {name} | {fmt_ratio(v['train'])} | {fmt_ratio(v['infer'])} |")
-        compiled = [jobs[n] for n in JOBS if n in jobs and jobs[n].get("compile_speedup")]
-        if compiled:
-            lines += ["", "torch.compile (`trainer.compile=true`, inductor): compiled / eager ours, and the one-off "
-                      "warm-up (compile) time:", "", "| job | train | infer | warm-up incl. compile |",
-                      "|---|---:|---:|---:|"]
-            for r in compiled:
-                c = r["compile_speedup"]
-                lines.append(f"| {r['name']} | {fmt_ratio(c['train'])} | {fmt_ratio(c['infer'])} | "
-                             f"{r.get('compile_warmup_s', 0):.0f} s |")
-        profiled = [jobs[n] for n in JOBS if n in jobs and jobs[n].get("profile")]
-        if profiled:
-            lines += ["", "Where the time of one training step goes (ours, torch.profiler, top ops by self CPU time):", ""]
-            for r in profiled:
-                top = ", ".join(f"{t['op']} {t['share']:.0%}" for t in r["profile"]["top"][:6])
-                lines.append(f"- **{r['name']}**: {top}")
-        lines.append("")
+    if data.get("jobs", {}):
+        lines += _jobs_section(data)
     if "miou" in data:
-        m = data["miou"]
-        lines += _meta_lines("Evaluation: the official mIoU", data.get("miou_meta", {}))
-        lines += [f"{m['masks']} masks of {m['size']}x{m['size']} (uint8 class ids), the same inputs for every "
-                  f"path; all give mIoU {m['miou']:.6f} exactly (asserted). Reference: the official formula as a "
-                  f"per-class NumPy loop over the whole set.", "",
-                  "| path | time (median, min-max) | speed-up over the loop |", "|---|---:|---:|"]
-        for k, s in m["seconds"].items():
-            ratio = fmt_ratio(m["ratio"][k], 1) if k in m["ratio"] else "1x"
-            lines.append(f"| {k} | {s['median'] * 1e3:.0f} ms ({s['min'] * 1e3:.0f}-{s['max'] * 1e3:.0f}) | {ratio} |")
-        lines.append("")
+        lines += _miou_section(data)
     if "cli" in data:
-        from dlcv.bench.startup import render_cli
+        from dlcv.bench.startup import render_cli  # startup imports this module: import it late
 
         lines += _meta_lines("Start-up and score-masks, whole processes", data.get("cli_meta", {}))
         lines += render_cli(data["cli"])
     if "tsne" in data:
-        t = data["tsne"]
-        lines += _meta_lines("t-SNE / PCA of cached features", data.get("tsne_meta", {}))
-        lines += [f"{t['points']} x {t['dim']} features (P1 validation-set size), perplexity 30, PCA init.", "",
-                  "| method | seconds |", "|---|---:|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in t["seconds"].items()]
-        lines.append("")
+        lines += _tsne_section(data)
     if "graded" in data:
-        g = data["graded"]
-        lines += _meta_lines("Graded scripts at hidden-test scale", data.get("graded_meta", {}))
-        lines += ["| script | inputs | wall time | within 10 min |", "|---|---|---:|---|"]
-        for k, r in g["runs"].items():
-            inputs = g["inputs"].get(k.split(" ")[0], "")
-            ok = "yes" if r["returncode"] == 0 and r["seconds"] <= 600 else "**no**"
-            lines.append(f"| {k} | {inputs} | {r['seconds']:.0f} s | {ok} |")
-        if g.get("hw1_3_profile"):
-            lines += ["", "hw1_3.sh per image, each stage alone (16 images):", "",
-                      "| model | JPEG decode | model | PNG encode + write | threads | channels_last |",
-                      "|---|---:|---:|---:|---:|---|"]
-            for k, p in g["hw1_3_profile"].items():
-                lines.append(f"| {k} | {p['decode_s_per_image'] * 1e3:.0f} ms | {p['model_s_per_image']:.2f} s | "
-                             f"{p['write_s_per_image'] * 1e3:.0f} ms | {p['threads']} | {p['channels_last']} |")
-        lines.append("")
+        lines += _graded_section(data)
     lines += targets_lines(data)
     notes = data.get("notes")
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)
+
+
+# -- the training-and-inference section, one table (or list) per helper ----------------------------
+
+def _jobs_section(data: dict) -> list[str]:
+    """Training and inference: the ratio table, compute, AMP, torch.compile and the profiles."""
+    jobs = data["jobs"]
+    lines = _meta_lines("Training and inference", data.get("jobs_meta", {}))
+    lines += _runs_list(jobs)
+    lines += _throughput_table(jobs)
+    lines += _compute_table(jobs)
+    lines += _amp_table(jobs)
+    lines += _compile_table(jobs)
+    lines += _profile_list(jobs)
+    lines.append("")
+    return lines
+
+
+def _runs_list(jobs: dict) -> list[str]:
+    """Which run measured which job, when the rows come from more than one run (else nothing)."""
+    runs: dict[tuple, list] = {}
+    for name in JOBS:
+        if name in jobs and jobs[name].get("run"):
+            r = jobs[name]["run"]
+            runs.setdefault((r["date"], r["command"], r["scale"], r["repeats"]), []).append(name)
+    if len(runs) <= 1:
+        return []
+    lines = ["Rows below come from these runs:", ""]
+    lines += [f"- {d}: `{c}` (scale {sc}, {rp} repeats): {', '.join(names)}"
+              for (d, c, sc, rp), names in sorted(runs.items())]
+    lines.append("")
+    return lines
+
+
+def _throughput_table(jobs: dict) -> list[str]:
+    """Images/s of both pipelines, their ratios, data wait, peak memory and other processes' CPU."""
+    lines = ["| job | batch | train img/s ours | train img/s ref | **train ratio ours/ref** | "
+             "infer img/s ours | infer img/s ref | **infer ratio ours/ref** | data wait ours | "
+             "data wait ref | peak RSS ours / ref (MB) | other processes' CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in JOBS:
+        r = jobs.get(name)
+        if not r:
+            continue
+        rss = f"{r['stats']['ours']['peak_rss_mb']:,.0f} / {r['stats']['ref']['peak_rss_mb']:,.0f}"
+        if "peak_gpu_mb" in r["stats"]["ours"]:
+            rss += f" (GPU {r['stats']['ours']['peak_gpu_mb']:,.0f} / {r['stats']['ref']['peak_gpu_mb']:,.0f})"
+        lines.append(f"| {r['title']} | {r['batch']} | {_ips(r['train_ips']['ours'])} | {_ips(r['train_ips']['ref'])} | "
+                     f"**{fmt_ratio(r['train_ratio'])}** | {_ips(r['infer_ips']['ours'])} | "
+                     f"{_ips(r['infer_ips']['ref'])} | **{fmt_ratio(r['infer_ratio'])}** | "
+                     f"{_pct(r['data_wait']['ours'])} | {_pct(r['data_wait']['ref'])} | {rss} | "
+                     f"{_foreign(r)} |")
+    return lines
+
+
+def _inverted(s: dict) -> dict:
+    """A ratio summary turned upside down (1 / x), min and max swapped accordingly."""
+    out = {k: (1 / v if isinstance(v, float) and v else v) for k, v in s.items()}
+    out["min"], out["max"] = out["max"], out["min"]
+    return out
+
+
+def _compute_table(jobs: dict) -> list[str]:
+    """FLOPs against the measured matmul rate, the data path alone, channels_last on/off."""
+    lines = ["", "Compute: FLOPs per image from `torch.utils.flop_counter.FlopCounterMode` (matmul/conv, "
+             "forward + backward for training), achieved = FLOPs x ours' img/s, against the fp32 "
+             "2048x2048 matmul rate measured in the same run just before and after the job.", "",
+             "| job | GFLOP/img train | GFLOP/img infer | matmul GFLOP/s | train GFLOP/s (share) | "
+             "infer GFLOP/s (share) | ref/ours FLOPs | data path alone ours / ref (img/s) | "
+             "channels_last on/off train | on/off infer |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in JOBS:
+        r = jobs.get(name)
+        if not r:
+            continue
+        f = r["flops"]["ours"]
+        vr = r["variant_ratio"].get("cl_toggled", {})
+        on_off_t, on_off_i = vr.get("train"), vr.get("infer")
+        if not r["channels_last"] and on_off_t:  # toggled = on: report on/off = 1 / (off/on)
+            on_off_t, on_off_i = _inverted(on_off_t), _inverted(on_off_i)
+        lines.append(
+            f"| {name} | {f['train_flops_per_image'] / 1e9:.2f} | {f['infer_flops_per_image'] / 1e9:.2f} | "
+            f"{r['matmul_peak']:.0f} | {r['achieved_gflops']:.1f} ({r['peak_share']:.0%}) | "
+            f"{r['achieved_infer_gflops']:.1f} ({r['infer_peak_share']:.0%}) | {r['flops_match']:.2f} | "
+            f"{r['data_only_ips']['ours']:,.0f} / {r['data_only_ips']['ref']:,.0f} ({r['data_only_ratio']:.1f}x) | "
+            f"{fmt_ratio(on_off_t)} | {fmt_ratio(on_off_i)} |")
+    return lines
+
+
+def _amp_table(jobs: dict) -> list[str]:
+    """Autocast against fp32, when the run measured the fp32 variant (GPU scale)."""
+    # the first job decides: a GPU-scale run measures the fp32 variant for every job it runs
+    if "fp32" not in next(iter(jobs.values())).get("variant_ratio", {}):
+        return []
+    lines = ["", "AMP: ours (autocast) / ours in fp32 (`trainer.precision=32-true`):", "",
+             "| job | train | infer |", "|---|---:|---:|"]
+    for name in JOBS:
+        r = jobs.get(name)
+        if r and "fp32" in r["variant_ratio"]:
+            v = r["variant_ratio"]["fp32"]
+            lines.append(f"| {name} | {fmt_ratio(v['train'])} | {fmt_ratio(v['infer'])} |")
+    return lines
+
+
+def _compile_table(jobs: dict) -> list[str]:
+    """torch.compile against eager, for the jobs measured with --compile."""
+    compiled = [jobs[n] for n in JOBS if n in jobs and jobs[n].get("compile_speedup")]
+    if not compiled:
+        return []
+    lines = ["", "torch.compile (`trainer.compile=true`, inductor): compiled / eager ours, and the one-off "
+             "warm-up (compile) time:", "", "| job | train | infer | warm-up incl. compile |",
+             "|---|---:|---:|---:|"]
+    for r in compiled:
+        c = r["compile_speedup"]
+        lines.append(f"| {r['name']} | {fmt_ratio(c['train'])} | {fmt_ratio(c['infer'])} | "
+                     f"{r.get('compile_warmup_s', 0):.0f} s |")
+    return lines
+
+
+def _profile_list(jobs: dict) -> list[str]:
+    """The top ops of one training step, for the jobs that were profiled."""
+    profiled = [jobs[n] for n in JOBS if n in jobs and jobs[n].get("profile")]
+    if not profiled:
+        return []
+    lines = ["", "Where the time of one training step goes (ours, torch.profiler, top ops by self CPU time):", ""]
+    for r in profiled:
+        top = ", ".join(f"{t['op']} {t['share']:.0%}" for t in r["profile"]["top"][:6])
+        lines.append(f"- **{r['name']}**: {top}")
+    return lines
+
+
+# -- the other sections ---------------------------------------------------------------------------
+
+def _miou_section(data: dict) -> list[str]:
+    """The official mIoU: each path's time and its speed-up over the per-class loop."""
+    m = data["miou"]
+    lines = _meta_lines("Evaluation: the official mIoU", data.get("miou_meta", {}))
+    lines += [f"{m['masks']} masks of {m['size']}x{m['size']} (uint8 class ids), the same inputs for every "
+              f"path; all give mIoU {m['miou']:.6f} exactly (asserted). Reference: the official formula as a "
+              f"per-class NumPy loop over the whole set.", "",
+              "| path | time (median, min-max) | speed-up over the loop |", "|---|---:|---:|"]
+    for k, s in m["seconds"].items():
+        ratio = fmt_ratio(m["ratio"][k], 1) if k in m["ratio"] else "1x"
+        lines.append(f"| {k} | {s['median'] * 1e3:.0f} ms ({s['min'] * 1e3:.0f}-{s['max'] * 1e3:.0f}) | {ratio} |")
+    lines.append("")
+    return lines
+
+
+def _tsne_section(data: dict) -> list[str]:
+    """t-SNE / PCA: seconds per method."""
+    t = data["tsne"]
+    lines = _meta_lines("t-SNE / PCA of cached features", data.get("tsne_meta", {}))
+    lines += [f"{t['points']} x {t['dim']} features (P1 validation-set size), perplexity 30, PCA init.", "",
+              "| method | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in t["seconds"].items()]
+    lines.append("")
+    return lines
+
+
+def _graded_section(data: dict) -> list[str]:
+    """The graded scripts' wall time at hidden-test scale, and hw1_3.sh's per-stage profile."""
+    g = data["graded"]
+    lines = _meta_lines("Graded scripts at hidden-test scale", data.get("graded_meta", {}))
+    lines += ["| script | inputs | wall time | within 10 min |", "|---|---|---:|---|"]
+    for k, r in g["runs"].items():
+        inputs = g["inputs"].get(k.split(" ")[0], "")
+        ok = "yes" if r["returncode"] == 0 and r["seconds"] <= 600 else "**no**"
+        lines.append(f"| {k} | {inputs} | {r['seconds']:.0f} s | {ok} |")
+    if g.get("hw1_3_profile"):
+        lines += ["", "hw1_3.sh per image, each stage alone (16 images):", "",
+                  "| model | JPEG decode | model | PNG encode + write | threads | channels_last |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for k, p in g["hw1_3_profile"].items():
+            lines.append(f"| {k} | {p['decode_s_per_image'] * 1e3:.0f} ms | {p['model_s_per_image']:.2f} s | "
+                         f"{p['write_s_per_image'] * 1e3:.0f} ms | {p['threads']} | {p['channels_last']} |")
+    lines.append("")
+    return lines
 
 
 TARGET_RATIO = 2.0

@@ -90,15 +90,7 @@ def bench_miou(settings: dict, log) -> dict:
     equal = {k: abs(v - ref_value) <= 1e-12 for k, v in values.items()}
     if not all(equal.values()):
         raise BenchError(f"mIoU differs between the product and the per-class loop: {values}")
-    times: dict[str, list] = {k: [] for k in variants}
-    repeats = max(3, settings["repeats"])
-    for r in range(repeats):
-        names = list(variants)
-        names = names[r % len(names):] + names[:r % len(names)]
-        for k in names:
-            t0 = time.perf_counter()
-            variants[k]()
-            times[k].append(time.perf_counter() - t0)
+    times = _time_interleaved(variants, max(3, settings["repeats"]))
     out = {"masks": n, "size": size, "batch": batch, "miou": ref_value, "equal": equal,
            "seconds": {k: summary(v) for k, v in times.items()},
            "ratio": {k: summary(r / o for r, o in zip(times["reference"], v)) for k, v in times.items()
@@ -106,6 +98,20 @@ def bench_miou(settings: dict, log) -> dict:
     log("  " + ", ".join(f"{k} {s['median'] * 1e3:.0f} ms" for k, s in out["seconds"].items())
         + "; speed-up over the loop: " + ", ".join(f"{k} {fmt_ratio(s, 1)}" for k, s in out["ratio"].items()))
     return out
+
+
+def _time_interleaved(variants: dict, repeats: int) -> dict[str, list]:
+    """Seconds of each call in `variants`, `repeats` times; the order rotates every repeat so that
+    no path always runs first (or last)."""
+    times: dict[str, list] = {k: [] for k in variants}
+    for r in range(repeats):
+        names = list(variants)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for k in names:
+            t0 = time.perf_counter()
+            variants[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def bench_tsne(settings: dict, log) -> dict:

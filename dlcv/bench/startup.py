@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from dlcv.bench.measure import _cpu_busy_jiffies, summary, wait_for_quiet
 from dlcv.bench.results import fmt_ratio
@@ -152,23 +151,53 @@ def bench_cli(settings: dict, log) -> dict:
     official_error = None
     if official_path and (first["official"]["returncode"] != 0
                           or _value(OFFICIAL_MIOU, first["official"]["stdout"]) is None):
-        tail = (first["official"]["stderr"] or first["official"]["stdout"]).strip().splitlines()[-1:]
-        official_error = f"{official_path} failed here (exit {first['official']['returncode']}): {' '.join(tail)}"
+        official_error = _official_failure(official_path, first["official"])
         log(f"  warning: {official_error}; running the reference in its shape instead")
         kind, official_path = "reference", None
         commands["official"] = reference
         first["official"] = time_process(reference, cwd)
-    for k, r in first.items():
-        if r["returncode"] != 0:
-            raise BenchError(f"`{' '.join(commands[k])}` failed (exit {r['returncode']}):\n{r['stderr'][-2000:]}")
-    ours_value = _value(OUR_MIOU, first["score_masks"]["stdout"])
-    official_value = _value(OFFICIAL_MIOU, first["official"]["stdout"])
-    if ours_value is None or ours_value != official_value:
-        raise BenchError(f"score-masks printed mIoU {ours_value}, the {kind} tool {official_value}")
+    ours_value = _same_miou(first, commands, kind)
     label = (f"official mean_iou_evaluate.py ({official_path})" if kind == "official" else
              first["official"]["stderr"].strip().splitlines()[-1] if first["official"]["stderr"].strip()
              else "reference mean_iou_evaluate.py (official shape)")
 
+    runs, redone = _timed_repeats(commands, repeats, cwd, settings, log)
+    out = _cli_summary(commands, runs, redone, n=n, repeats=repeats, miou=ours_value, kind=kind, label=label,
+                       official_error=official_error)
+    s = out["seconds"]
+    log(f"  dlcv --help {s['help']['median']:.2f} s; dlcv score-masks {s['score_masks']['median']:.2f} s "
+        f"({out['cpu_s']['score_masks']['median']:.2f} CPU s); {kind} {s['official']['median']:.2f} s; "
+        f"official/ours {fmt_ratio(out['ratio'], 1)}; mIoU {ours_value} on both")
+    return out
+
+
+def _official_failure(official_path: str, run: dict) -> str:
+    """Why the given official script did not give a number here (its exit code and last line)."""
+    tail = (run["stderr"] or run["stdout"]).strip().splitlines()[-1:]
+    return f"{official_path} failed here (exit {run['returncode']}): {' '.join(tail)}"
+
+
+def _failed(cmd: list[str], run: dict) -> BenchError:
+    return BenchError(f"`{' '.join(cmd)}` failed (exit {run['returncode']}):\n{run['stderr'][-2000:]}")
+
+
+def _same_miou(first: dict[str, dict], commands: dict[str, list[str]], kind: str) -> str:
+    """The mIoU both tools printed in the untimed runs; BenchError if a run failed or they differ."""
+    for k, r in first.items():
+        if r["returncode"] != 0:
+            raise _failed(commands[k], r)
+    ours_value = _value(OUR_MIOU, first["score_masks"]["stdout"])
+    official_value = _value(OFFICIAL_MIOU, first["official"]["stdout"])
+    if ours_value is None or ours_value != official_value:
+        raise BenchError(f"score-masks printed mIoU {ours_value}, the {kind} tool {official_value}")
+    return ours_value
+
+
+def _timed_repeats(commands: dict[str, list[str]], repeats: int, cwd: Path, settings: dict,
+                   log) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """`repeats` timed runs of each command, interleaved with the order rotating; a run disturbed
+    by other processes is measured again (``max_redo`` in all). Returns the kept runs and the
+    number redone, per command."""
     max_foreign, max_wait = settings.get("max_foreign", 0.25), settings.get("max_wait", 0.0)
     redo_left = settings.get("max_redo", 3)
     wait_for_quiet(max_foreign, max_wait, log)
@@ -180,8 +209,7 @@ def bench_cli(settings: dict, log) -> dict:
             while True:
                 res = time_process(commands[k], cwd)
                 if res["returncode"] != 0:
-                    raise BenchError(f"`{' '.join(commands[k])}` failed (exit {res['returncode']}):\n"
-                                     f"{res['stderr'][-2000:]}")
+                    raise _failed(commands[k], res)
                 if res["foreign_cpu"] <= max_foreign or redo_left <= 0:
                     break
                 # disturbed: other processes took CPU time this (2-core, parallel) command needed
@@ -190,12 +218,18 @@ def bench_cli(settings: dict, log) -> dict:
                 log(f"  {k}: other processes used {res['foreign_cpu']:.0%} of the CPUs; measuring again")
                 wait_for_quiet(max_foreign, max_wait, log)
             runs[k].append({key: res[key] for key in ("seconds", "cpu_s", "foreign_cpu")})
+    return runs, redone
 
+
+def _cli_summary(commands: dict[str, list[str]], runs: dict[str, list[dict]], redone: dict[str, int], *, n: int,
+                 repeats: int, miou: str, kind: str, label: str, official_error: str | None) -> dict:
+    """The section's results: per command the median (min-max) wall and CPU time, the worst
+    foreign share, and official/ours per repeat."""
     def stat(k: str, key: str) -> dict:
         return summary(x[key] for x in runs[k])
 
-    out: dict[str, Any] = {
-        "masks": n, "size": SIZE, "repeats": repeats, "miou": float(ours_value),
+    return {
+        "masks": n, "size": SIZE, "repeats": repeats, "miou": float(miou),
         "official_kind": kind, "official_label": label, "official_error": official_error,
         "commands": {k: " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))
                      for k, cmd in commands.items()},
@@ -206,11 +240,6 @@ def bench_cli(settings: dict, log) -> dict:
         "raw": runs,
         "ratio": summary(o["seconds"] / s["seconds"] for o, s in zip(runs["official"], runs["score_masks"])),
     }
-    s = out["seconds"]
-    log(f"  dlcv --help {s['help']['median']:.2f} s; dlcv score-masks {s['score_masks']['median']:.2f} s "
-        f"({out['cpu_s']['score_masks']['median']:.2f} CPU s); {kind} {s['official']['median']:.2f} s; "
-        f"official/ours {fmt_ratio(out['ratio'], 1)}; mIoU {ours_value} on both")
-    return out
 
 
 def render_cli(c: dict) -> list[str]:

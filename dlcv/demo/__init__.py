@@ -160,6 +160,44 @@ def _count_files(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def _previous_entries(root: Path, problems: tuple[str, ...]) -> dict:
+    """The marker entries of the problems already generated under `root` (an interrupted run's
+    partial file says which were complete). Raises FileExistsError for an unreadable marker, or
+    when there is no marker and a target folder is non-empty: that may be the real data."""
+    partial, marker = root / PARTIAL, root / MARKER
+    if partial.exists():  # an interrupted run: keep only what it said was complete
+        state = _read_json_block(partial) or {}
+        return dict(state.get("problems", {}))
+    if marker.exists():
+        state = _read_json_block(marker)
+        if state is None:
+            raise FileExistsError(f"{marker}: unreadable demo marker; remove {root} to regenerate")
+        return dict(state.get("problems", {}))
+    owned_conflicts = []
+    for problem in problems:
+        for rel in _outputs(problem):
+            path = root / rel
+            if path.is_file() or (path.is_dir() and any(path.iterdir())):
+                owned_conflicts.append(rel)
+    if owned_conflicts:
+        raise FileExistsError(
+            f"{root} holds {', '.join(owned_conflicts)} but no {MARKER} marker: it may be the real data, "
+            f"so the demo generator will not overwrite it. Choose an empty folder.")
+    return {}
+
+
+def _remove_outputs(root: Path, problems: tuple[str, ...]) -> None:
+    """Delete the folders and files the generator writes for `problems` (only called once `root`
+    is known to hold demo data, or nothing, there)."""
+    for problem in problems:
+        for rel in _outputs(problem):
+            path = root / rel
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
 def write_demo_data(root: str | Path, scale: DemoScale = DemoScale(), seed: int = 0,
                     problems: Iterable[str] = PROBLEMS, workers: Optional[int] = None) -> dict[str, int]:
     """Generate demo data for `problems` under `root` (an ``hw1_data``-like folder).
@@ -179,40 +217,15 @@ def write_demo_data(root: str | Path, scale: DemoScale = DemoScale(), seed: int 
     root.mkdir(parents=True, exist_ok=True)
 
     partial, marker = root / PARTIAL, root / MARKER
-    if partial.exists():  # an interrupted run: keep only what it said was complete
-        state = _read_json_block(partial) or {}
-        kept = dict(state.get("problems", {}))
-    elif marker.exists():
-        state = _read_json_block(marker)
-        if state is None:
-            raise FileExistsError(f"{marker}: unreadable demo marker; remove {root} to regenerate")
-        kept = dict(state.get("problems", {}))
-    else:
-        owned_conflicts = []
-        for problem in problems:
-            for rel in _outputs(problem):
-                path = root / rel
-                if path.is_file() or (path.is_dir() and any(path.iterdir())):
-                    owned_conflicts.append(rel)
-        if owned_conflicts:
-            raise FileExistsError(
-                f"{root} holds {', '.join(owned_conflicts)} but no {MARKER} marker: it may be the real data, "
-                f"so the demo generator will not overwrite it. Choose an empty folder.")
-        kept = {}
-    kept = {p: e for p, e in kept.items() if p not in problems and p in PROBLEMS}
+    # the other problems' demo data stays, and stays in the marker
+    kept = {p: e for p, e in _previous_entries(root, problems).items() if p not in problems and p in PROBLEMS}
 
     # from here until the marker is written the folder is visibly incomplete
     write_text_atomic(partial, "dlcv demo data generation in progress (or interrupted)\njson: "
                       + json.dumps({"problems": kept, "generating": list(problems)}, sort_keys=True) + "\n")
     if marker.exists():
         marker.unlink()
-    for problem in problems:
-        for rel in _outputs(problem):
-            path = root / rel
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    _remove_outputs(root, problems)
 
     jobs, planned, entries = [], {}, dict(kept)
     for problem in problems:

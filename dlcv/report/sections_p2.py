@@ -282,26 +282,10 @@ def settings_section(ctx: Context, settings: Sequence[Run]) -> Section:
         why = "no setting run (p2_setting_A..E) and no p2_settings/table.csv was found"
         probs = [f"{display_path(t.path)}: {p}" for t in ctx.coll.settings_tables for p in t.problems.values()]
         return s.add(not_available("The A–E table", why + (f" ({'; '.join(probs)})" if probs else "")))
-    by_name = {r.role.setting: r for r in settings}
-    rows = []
-    for name, (start, trains, seed, best) in P2_SETTINGS.items():
-        acc, run = accs.get(name, (None, None))
-        r = by_name.get(name)
-        pre = r.summary.get("pretrained") if r else None
-        rows.append([f"**{name}**", start, trains, pct(acc) if acc is not None else "not run", ref_pct(seed),
-                     ref_pct(best), mega(r.summary.get("trainable_params")) if r else "—",
-                     f"`{r.name}`" if r else ("table.csv" if acc is not None else "—"),
-                     _weights(pre)])
     used = [r for r in settings]
     tags = data_tags(used)
     demo = DEMO_TAG in tags
-    s.add(Table(["setting", "backbone start", "what trains", "val. accuracy (ours)", "seed report", "best student",
-                 "trainable params", "run", "weights loaded"], rows,
-                "Office-Home validation accuracy of the best epoch in the five settings (same classifier head, same "
-                "base config). Seed and best-student numbers are on the real data" +
-                (": ours are DEMO numbers." if demo else "."),
-                Source(used, ["summary.json", "config.yaml"], "" if used else "from p2_settings/table.csv"),
-                tags, {3, 4, 5, 6}))
+    s.add(_settings_table(accs, settings, used, tags, demo))
     sl = ctx.coll.by("p2", "sl_standin")
     if sl:
         s.add(Callout("note", "Settings B and D started from a demo stand-in",
@@ -316,31 +300,63 @@ def settings_section(ctx: Context, settings: Sequence[Run]) -> Section:
                    "muted" if not diffs else ""))
     base = next((r for r in settings if r.config is not None), None)
     if base is not None:
-        s.add(Table(["", "value"], [
-            ["network / head", f"{ct.model(base)}; head: {'dropout + ' if base.cfg('model.dropout') else ''}"
-                               f"Linear to {base.cfg('model.num_classes')} classes (the same in all five)"],
-            ["input", ct.input_pipeline(base)], ["training augmentation", ct.augment(base)],
-            ["optimizer", ct.optimizer(base)], ["LR schedule", ct.schedule(base)], ["loss", ct.loss(base)],
-            ["batch size / epochs", f"{base.cfg('data.batch_size')} / {ct.epochs_trained(base)}"],
-            ["frozen backbone (D, E)", "no gradient and BatchNorm in eval mode (running statistics fixed)"]],
-            f"Fine-tuning details shared by the five settings (from `{base.name}`'s resolved config).",
-            Source([base], ["config.yaml"]), data_tags([base])))
-    curves = [(r.role.setting, r.column("val/acc")) for r in settings if r.column("val/acc")]
-    if curves:
-        path, rel = ctx.assets.reserve("p2_settings_val_acc", figures.CHART)
-        figures.panels(path, [
-            figures.Panel("validation accuracy", "accuracy",
-                          [figures.Line(f"{n}: {P2_SETTINGS[n][0]}, {'frozen' if 'frozen' in P2_SETTINGS[n][1] else 'fine-tuned'}",
-                                        pts) for n, pts in curves], percent=True),
-            figures.Panel("training loss", "cross entropy",
-                          [figures.Line(r.role.setting, r.column("train/loss")) for r in settings])],
-            columns=2, width=7.4, row_height=2.9)
-        s.add(Figure([Image(rel, "settings A-E validation accuracy per epoch")],
-                     "Settings A–E per epoch: validation accuracy and training loss.",
-                     Source(used, ["epochs.csv"]), tags, "wide"))
+        s.add(_shared_details_table(base))
+    s.blocks += _settings_curves(ctx, settings, used, tags)
     s.add(Para("**Discussion** (generated from the numbers above):"))
     s.add(Bullets(discussion({k: v for k, (v, _) in accs.items() if v is not None}, demo)))
     missing = [n for n in P2_SETTINGS if n not in accs]
     if missing:
         s.add(not_available(f"Setting(s) {', '.join(missing)}", "no run folder or table row for them"))
     return s
+
+
+def _settings_table(accs: dict, settings: Sequence[Run], used: list[Run], tags: list[str], demo: bool) -> Table:
+    """The assignment's A–E table: ours beside the seed report and the best student."""
+    by_name = {r.role.setting: r for r in settings}
+    rows = []
+    for name, (start, trains, seed, best) in P2_SETTINGS.items():
+        acc, run = accs.get(name, (None, None))
+        r = by_name.get(name)
+        pre = r.summary.get("pretrained") if r else None
+        rows.append([f"**{name}**", start, trains, pct(acc) if acc is not None else "not run", ref_pct(seed),
+                     ref_pct(best), mega(r.summary.get("trainable_params")) if r else "—",
+                     f"`{r.name}`" if r else ("table.csv" if acc is not None else "—"),
+                     _weights(pre)])
+    return Table(["setting", "backbone start", "what trains", "val. accuracy (ours)", "seed report", "best student",
+                  "trainable params", "run", "weights loaded"], rows,
+                 "Office-Home validation accuracy of the best epoch in the five settings (same classifier head, same "
+                 "base config). Seed and best-student numbers are on the real data" +
+                 (": ours are DEMO numbers." if demo else "."),
+                 Source(used, ["summary.json", "config.yaml"], "" if used else "from p2_settings/table.csv"),
+                 tags, {3, 4, 5, 6})
+
+
+def _shared_details_table(base: Run) -> Table:
+    """The fine-tuning details the five settings share, read from one setting's resolved config."""
+    return Table(["", "value"], [
+        ["network / head", f"{ct.model(base)}; head: {'dropout + ' if base.cfg('model.dropout') else ''}"
+                           f"Linear to {base.cfg('model.num_classes')} classes (the same in all five)"],
+        ["input", ct.input_pipeline(base)], ["training augmentation", ct.augment(base)],
+        ["optimizer", ct.optimizer(base)], ["LR schedule", ct.schedule(base)], ["loss", ct.loss(base)],
+        ["batch size / epochs", f"{base.cfg('data.batch_size')} / {ct.epochs_trained(base)}"],
+        ["frozen backbone (D, E)", "no gradient and BatchNorm in eval mode (running statistics fixed)"]],
+        f"Fine-tuning details shared by the five settings (from `{base.name}`'s resolved config).",
+        Source([base], ["config.yaml"]), data_tags([base]))
+
+
+def _settings_curves(ctx: Context, settings: Sequence[Run], used: list[Run], tags: list[str]) -> list:
+    """The settings' validation accuracy and training loss per epoch, one figure (none without curves)."""
+    curves = [(r.role.setting, r.column("val/acc")) for r in settings if r.column("val/acc")]
+    if not curves:
+        return []
+    path, rel = ctx.assets.reserve("p2_settings_val_acc", figures.CHART)
+    figures.panels(path, [
+        figures.Panel("validation accuracy", "accuracy",
+                      [figures.Line(f"{n}: {P2_SETTINGS[n][0]}, {'frozen' if 'frozen' in P2_SETTINGS[n][1] else 'fine-tuned'}",
+                                    pts) for n, pts in curves], percent=True),
+        figures.Panel("training loss", "cross entropy",
+                      [figures.Line(r.role.setting, r.column("train/loss")) for r in settings])],
+        columns=2, width=7.4, row_height=2.9)
+    return [Figure([Image(rel, "settings A-E validation accuracy per epoch")],
+                   "Settings A–E per epoch: validation accuracy and training loss.",
+                   Source(used, ["epochs.csv"]), tags, "wide")]
