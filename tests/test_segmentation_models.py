@@ -73,7 +73,8 @@ def test_fcn32s_architecture(fcn):
     assert fcn.fc6.weight.shape == (4096, 512, 7, 7) and fcn.fc6.padding == (3, 3)
     assert fcn.fc7.weight.shape == (4096, 4096, 1, 1)
     assert fcn.score.weight.shape == (7, 4096, 1, 1)
-    assert sum(isinstance(m, nn.Dropout2d) for m in fcn.modules()) == 2
+    # element-wise dropout after fc6 and fc7, as in the paper (not channel-wise Dropout2d)
+    assert sum(type(m) is nn.Dropout for m in fcn.modules()) == 2
     # same layout as torchvision's vgg16().features, so ImageNet keys load as they are
     tv = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
     ours = fcn.features.state_dict()

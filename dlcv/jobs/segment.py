@@ -37,7 +37,7 @@ class SegModelConfig:
     # the ResNet50 backbone for DeepLab; never a silent download) | a path to a local state dict
     pretrained: str = "none"
     aux_loss_weight: float = 0.0  # DeepLab: > 0 builds the auxiliary FCN head on layer3 (0.4 in the paper)
-    dropout: float = 0.5  # FCN32s: Dropout2d after fc6 and fc7
+    dropout: float = 0.5  # FCN32s: element-wise dropout after fc6 and fc7 (the paper's)
 
 
 @dataclass

@@ -136,7 +136,8 @@ class FCN32s(nn.Module):
     """VGG16-FCN32s (Long, Shelhamer, Darrell 2015), single-stream, stride 32.
 
     ``features``: VGG16 conv1..conv5 with the 5 max-pools (torchvision layout) -> (N, 512, H/32, W/32);
-    ``fc6``: 7x7 conv 512->4096 + ReLU + Dropout2d; ``fc7``: 1x1 conv 4096->4096 + ReLU + Dropout2d;
+    ``fc6``: 7x7 conv 512->4096 + ReLU + Dropout; ``fc7``: 1x1 conv 4096->4096 + ReLU + Dropout
+    (element-wise, as the paper's Caffe ``Dropout`` layers on the fc6/fc7 blobs, not channel-wise);
     ``score``: 1x1 conv 4096->num_classes (zero-initialised, as in the paper);
     ``upscore``: ONE learnable ``ConvTranspose2d(C, C, 64, stride=32, bias=False)`` initialised to
     bilinear interpolation (:func:`bilinear_kernel`), then a crop to the input size.
@@ -170,10 +171,10 @@ class FCN32s(nn.Module):
         # skip_init: the default kaiming init of 100M fc6 weights is redone below anyway
         self.fc6 = nn.utils.skip_init(nn.Conv2d, 512, 4096, kernel_size=7, padding=3)
         self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout2d(dropout)
+        self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.utils.skip_init(nn.Conv2d, 4096, 4096, kernel_size=1)
         self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout2d(dropout)
+        self.drop7 = nn.Dropout(dropout)
         self.score = nn.Conv2d(4096, num_classes, kernel_size=1)
         self.upscore = nn.ConvTranspose2d(num_classes, num_classes, self.KERNEL, stride=self.STRIDE, bias=False)
 
