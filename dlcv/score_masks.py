@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from dlcv.data.images import read_rgb
-from dlcv.data.masks import RED_CODE, UNKNOWN
+from dlcv.data.masks import RED_CODE, colour_codes, warn_red
 from dlcv.errors import DataError
 from dlcv.seg_iou import NUM_CODES, fold_code_histogram, format_iou_table, iou_from_confusion, pair_histogram_numpy
 
@@ -42,13 +41,6 @@ MASK_SUFFIX = "_mask.png"
 # (small integers: exact), giving code = 4R + 2G + B in one uint8 plane, all in C without the GIL.
 _BIT_LUT = [0] * 128 + [4] * 128 + [0] * 128 + [2] * 128 + [0] * 128 + [1] * 128
 _SUM_BANDS = (1.0, 1.0, 1.0, 0.0)
-
-
-def codes_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(H,W,3) uint8 RGB -> (H,W) uint8 colour codes 4R + 2G + B, each channel binarised at >= 128
-    (the rule of :func:`dlcv.data.masks.decode_mask`, before its code -> class table)."""
-    bits = np.asarray(rgb) >> 7
-    return (bits[..., 0] << 2) | (bits[..., 1] << 1) | bits[..., 2]
 
 
 def read_codes(path: str | Path) -> np.ndarray:
@@ -69,7 +61,7 @@ def read_codes(path: str | Path) -> np.ndarray:
         rgb = read_rgb(path, alpha="ignore")
     except DataError as exc:
         raise DataError(f"mask {exc}") from None
-    return codes_from_rgb(rgb)
+    return colour_codes(rgb)
 
 
 def _list_masks(folder: Path) -> dict[str, Path]:
@@ -144,8 +136,7 @@ def score_folders(pred_dir: str | Path, gt_dir: str | Path, warn: bool = True, t
         if warn:  # in name order, truth before prediction, as read_mask would warn
             for path, n_red in ((gts[name], int(h[RED_CODE, :].sum())), (preds[name], int(h[:, RED_CODE].sum()))):
                 if n_red:
-                    warnings.warn(f"{path}: {n_red} red pixel(s) (code 4, no class in the official tools) read as "
-                                  f"unknown ({UNKNOWN})", stacklevel=2)
+                    warn_red(path, n_red)
     result = iou_from_confusion(fold_code_histogram(total))
     result["num_files"] = len(names)
     return result

@@ -493,15 +493,15 @@ def test_score_masks_fast_codes_equal_the_codec_on_every_colour():
     """All 2^24 colours would be slow; every byte value on each channel against the others' extremes."""
     from PIL import Image
 
-    from dlcv.data.masks import CODE_TO_CLASS, decode_mask
-    from dlcv.score_masks import _BIT_LUT, _SUM_BANDS, codes_from_rgb
+    from dlcv.data.masks import CODE_TO_CLASS, colour_codes, decode_mask
+    from dlcv.score_masks import _BIT_LUT, _SUM_BANDS
 
     v = np.arange(256, dtype=np.uint8)
     grid = np.stack(np.meshgrid(v, np.array([0, 127, 128, 255], np.uint8), np.array([0, 128, 255], np.uint8),
                                 indexing="ij"), -1).reshape(1, -1, 3)
     rgb = np.concatenate([grid, grid[..., [1, 0, 2]], grid[..., [2, 1, 0]]], axis=1)
     fast = np.asarray(Image.fromarray(rgb).point(_BIT_LUT).convert("L", _SUM_BANDS))
-    assert np.array_equal(fast, codes_from_rgb(rgb))
+    assert np.array_equal(fast, colour_codes(rgb))
     assert np.array_equal(CODE_TO_CLASS[fast], decode_mask(rgb)[0])
 
 

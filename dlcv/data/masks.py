@@ -56,13 +56,24 @@ CODE_TO_CLASS: np.ndarray = np.array([6, 4, 3, 0, UNKNOWN, 2, 1, 5], dtype=np.ui
 CODE_TO_CLASS.setflags(write=False)
 
 
+def colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 RGB -> (H,W) uint8 colour codes 4R + 2G + B, each channel binarised at >= 128."""
+    bits = np.asarray(rgb) >> 7
+    return (bits[..., 0] << 2) | (bits[..., 1] << 1) | bits[..., 2]
+
+
+def warn_red(path: str | Path, n_red: int, stacklevel: int = 3) -> None:
+    """The one warning of a mask file holding red (code 4) pixels, which are read as unknown."""
+    warnings.warn(f"{path}: {int(n_red)} red pixel(s) (code 4, no class in the official tools) read as "
+                  f"unknown ({UNKNOWN})", stacklevel=stacklevel)
+
+
 def decode_mask(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     """(H,W,3) uint8 RGB -> ((H,W) uint8 class ids 0..6, number of red (code 4) pixels)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"decode_mask expects an (H,W,3) array, got shape {rgb.shape}")
-    bits = rgb >= 128
-    code = (bits[..., 0].astype(np.uint8) << 2) | (bits[..., 1].astype(np.uint8) << 1) | bits[..., 2].astype(np.uint8)
+    code = colour_codes(rgb.astype(np.uint8, copy=False))
     n_red = int(np.count_nonzero(code == RED_CODE))
     return CODE_TO_CLASS[code], n_red
 
@@ -98,8 +109,7 @@ def read_mask(path: str | Path, warn: bool = True) -> np.ndarray:
         raise DataError(f"mask {exc}") from None
     classes, n_red = decode_mask(rgb)
     if n_red and warn:
-        warnings.warn(f"{path}: {n_red} red pixel(s) (code 4, no class in the official tools) read as "
-                      f"unknown ({UNKNOWN})", stacklevel=2)
+        warn_red(path, n_red)
     return classes
 
 

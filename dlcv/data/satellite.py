@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -29,7 +28,8 @@ import numpy as np
 
 from dlcv.data.cache import cached_array
 from dlcv.data.images import read_rgb
-from dlcv.data.masks import UNKNOWN, decode_mask
+from dlcv.data.masks import decode_mask
+from dlcv.data.masks import warn_red as warn_red_file  # (this module's warn_red: per folder)
 from dlcv.data.sets import ImageSet
 from dlcv.errors import DataError
 
@@ -138,8 +138,7 @@ def warn_red(names: Sequence[str], red: np.ndarray, folder: Path) -> None:
     """One warning per mask file holding red (code 4) pixels, which are read as unknown."""
     for name, n in zip(names, red):
         if n:
-            warnings.warn(f"{folder / name}: {int(n)} red pixel(s) (code 4, no class in the official tools) "
-                          f"read as unknown ({UNKNOWN})", stacklevel=3)
+            warn_red_file(folder / name, n, stacklevel=4)
 
 
 def load_satellite_split(folder: str | Path, cache_dir: Optional[str | Path] = None) -> ImageSet:
