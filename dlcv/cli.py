@@ -13,7 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, NamedTuple
 
-from dlcv.errors import BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_NON_FINITE, NonFiniteLossError
+from dlcv.errors import EXIT_NON_FINITE, NonFiniteLossError
+from dlcv.graded.cli import guarded
 
 # -- commands defined here ----------------------------------------------------------------------
 
@@ -210,13 +211,10 @@ def main(argv=None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:
-        return args.func(args) or 0
+        return guarded(args.func, args)  # bad input (FileExistsError included: an OSError) -> exit 2
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NON_FINITE
-    except (*BAD_INPUT_ERRORS, FileExistsError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import torch
 from dlcv.check.core import run_check
 from dlcv.check.rows import FAIL, PASS, SKIP, WARN
 from dlcv.check.shell import check_script
-from dlcv.check.sources import SOURCES_FILE, sha256_of, source_rows
+from dlcv.check.sources import source_rows
+from dlcv.graded.fetch import SOURCES_NAME, sha256_of
 from tests.helpers import REPO, run_dlcv
 
 # -- shell-word rules ------------------------------------------------------------------------------
@@ -79,19 +80,19 @@ def test_checkpoint_source_rows(tmp_path):
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"weights")
     (tmp_path / "local.pt").write_bytes(b"x")
-    (tmp_path / SOURCES_FILE).write_text(
+    (tmp_path / SOURCES_NAME).write_text(
         f"# comment\np1 https://example.com/p1.pt {sha256_of(ckpt)}\np2 -\np3 missing.pt\n")
     rows = source_rows(tmp_path, ["p1", "p2", "p3"], {p: ckpt for p in ("p1", "p2", "p3")}, demo=False)
     assert [r.result for r in rows] == [PASS, FAIL, FAIL]
     assert "sha256 matches" in rows[0].note and "missing.pt does not exist" in rows[2].note
     assert [r.result for r in source_rows(tmp_path, ["p2"], {"p2": ckpt}, demo=True)] == [WARN]
 
-    (tmp_path / SOURCES_FILE).write_text(f"p1 https://x/p1.pt {'0' * 64}\np2 local.pt\n")
+    (tmp_path / SOURCES_NAME).write_text(f"p1 https://x/p1.pt {'0' * 64}\np2 local.pt\n")
     rows = source_rows(tmp_path, ["p1", "p2", "p3"], {p: ckpt for p in ("p1", "p2", "p3")}, demo=False)
     assert [r.result for r in rows] == [WARN, WARN, FAIL]
     assert "not that of the checkpoint tested here" in rows[0].note and "local file" in rows[1].note
 
-    (tmp_path / SOURCES_FILE).unlink()
+    (tmp_path / SOURCES_NAME).unlink()
     (row,) = source_rows(tmp_path, ["p1"], {"p1": ckpt}, demo=False)
     assert row.result == FAIL and "not found" in row.note
 
@@ -134,7 +135,7 @@ def test_check_end_to_end_on_demo_data(demo_root, checkpoints, tmp_path):
     assert results["hw1_download_ckpt.sh rules"] == results["hw1_data"] == PASS
     # demo data: no uploaded sources, untrained models: warnings, labelled as demo, not failures
     for p in ("p1", "p2", "p3"):
-        assert results[f"{p} source in {SOURCES_FILE}"] == WARN and results[f"{p} checkpoint"] == PASS
+        assert results[f"{p} source in {SOURCES_NAME}"] == WARN and results[f"{p} checkpoint"] == PASS
     assert {results["P1 accuracy"], results["P2 accuracy (setting C)"], results["P3 mIoU (official)"]} <= {PASS, WARN}
     rows = {r["check"]: r for r in report["rows"]}
     assert rows["hw1_1.sh output"]["figure"] == "150 rows for 150 images"
@@ -146,7 +147,7 @@ def test_check_end_to_end_on_demo_data(demo_root, checkpoints, tmp_path):
 
 def _fake_repo(root: Path, scripts: dict[str, str]) -> Path:
     root.mkdir()
-    for name in ("hw1_1.sh", "hw1_2.sh", "hw1_3.sh", "hw1_download_ckpt.sh", SOURCES_FILE):
+    for name in ("hw1_1.sh", "hw1_2.sh", "hw1_3.sh", "hw1_download_ckpt.sh", SOURCES_NAME):
         shutil.copyfile(REPO / name, root / name)
     for name, body in scripts.items():
         (root / name).write_text("#!/bin/bash\n" + body + "\n")

@@ -4,6 +4,7 @@ the bench tool (a checkout tool) is not in the wheel and says so."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,11 +17,24 @@ from tests.helpers import REPO
 pytestmark = pytest.mark.slow
 
 
+def _source_copy(dest: Path) -> Path:
+    """The project's files as a clean clone has them (tracked + new, not ignored): a stale build/
+    or a .venv of the checkout must not reach the wheel."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).exists() or (REPO / name).is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name, follow_symlinks=False)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     site = tmp_path_factory.mktemp("site")
+    source = _source_copy(tmp_path_factory.mktemp("source"))
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--target", str(site), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "--target", str(site), str(source)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return site
 

@@ -6,30 +6,10 @@ without $DLCV_P<n>_URL, which the graders do not set. Nothing is downloaded.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from dlcv.check.rows import FAIL, PASS, WARN, Row
-
-SOURCES_FILE = "hw1_checkpoints.txt"
-
-
-def read_sources(path: Path) -> dict[str, tuple[str, str]]:
-    """{problem: (url or path, sha256 or "")} of the lines that name a source (not `-`)."""
-    sources: dict[str, tuple[str, str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 2 and parts[1] != "-":
-            sources.setdefault(parts[0], (parts[1], parts[2] if len(parts) > 2 else ""))
-    return sources
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from dlcv.graded.fetch import SOURCES_NAME, normal_sha256, read_sources, sha256_of
 
 
 def _digest_note(sha256: str, checkpoint: Path) -> tuple[bool, str]:
@@ -38,14 +18,14 @@ def _digest_note(sha256: str, checkpoint: Path) -> tuple[bool, str]:
         return True, "no sha256 listed (optional third column)"
     if not checkpoint.is_file():
         return True, "sha256 listed"
-    if sha256_of(checkpoint).lower() == sha256.lower():
+    if sha256_of(checkpoint) == normal_sha256(sha256):
         return True, f"sha256 matches {checkpoint.name}"
     return False, f"the listed sha256 is not that of the checkpoint tested here ({checkpoint})"
 
 
 def source_row(problem: str, sources: dict[str, tuple[str, str]], repo: Path, checkpoint: Path,
                demo: bool) -> Row:
-    check = f"{problem} source in {SOURCES_FILE}"
+    check = f"{problem} source in {SOURCES_NAME}"
     if problem not in sources:
         note = (f"no source for {problem}: upload the model.pt of your run (e.g. as a GitHub release asset) "
                 f"and put its URL on the `{problem}` line")
@@ -66,9 +46,9 @@ def source_row(problem: str, sources: dict[str, tuple[str, str]], repo: Path, ch
 
 
 def source_rows(repo: Path, problems, checkpoints: dict[str, Path], demo: bool) -> list[Row]:
-    path = repo / SOURCES_FILE
+    path = repo / SOURCES_NAME
     if not path.is_file():
-        return [Row(SOURCES_FILE, FAIL, "missing", "one line per problem",
+        return [Row(SOURCES_NAME, FAIL, "missing", "one line per problem",
                     f"{path} not found: hw1_download_ckpt.sh reads it (`<problem> <url> [sha256]`)")]
     sources = read_sources(path)
     return [source_row(p, sources, repo, checkpoints[p], demo) for p in problems]

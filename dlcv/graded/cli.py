@@ -8,7 +8,7 @@ from typing import Callable
 
 from dlcv.errors import BAD_INPUT_ERRORS, EXIT_BAD_INPUT
 
-# problem -> (its inputs after the checkpoint, what --tta averages)
+# problem -> its inputs after the checkpoint
 PREDICT_INPUTS = {"p1": ("IMAGE_DIR", "OUT_CSV"), "p2": ("IMAGES_CSV", "IMAGE_DIR", "OUT_CSV"),
                   "p3": ("IMAGE_DIR", "OUT_DIR")}
 TTA_HELP = ("flip test-time augmentation: p1/p2 average the softmax of the image and its horizontal mirror; "
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Bad input -> `error: <message>` on stderr and exit status 2, never a traceback."""
+    """Bad input -> `error: <message>` on stderr and exit status 2, never a traceback (the rule of
+    every dlcv command: `dlcv` itself runs its commands through this too)."""
     try:
         return func(args) or 0
     except (*BAD_INPUT_ERRORS, OSError) as exc:

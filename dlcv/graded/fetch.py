@@ -32,8 +32,27 @@ def project_root() -> Path:
     return CHECKOUT if (CHECKOUT / "hw1_1.sh").is_file() else Path.cwd()
 
 
+SOURCES_NAME = "hw1_checkpoints.txt"
+
+
 def sources_file() -> Path:
-    return project_root() / "hw1_checkpoints.txt"
+    return project_root() / SOURCES_NAME
+
+
+def read_sources(path: Path) -> dict[str, tuple[str, str]]:
+    """{problem: (url or path, sha256 or "")} of the lines of a hw1_checkpoints.txt that name a
+    source: `<problem> <url or path> [sha256]`, `-` = none, `#` starts a comment; the first wins."""
+    sources: dict[str, tuple[str, str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) >= 2 and parts[1] != "-":
+            sources.setdefault(parts[0], (parts[1], parts[2] if len(parts) > 2 else ""))
+    return sources
+
+
+def normal_sha256(digest: str) -> str:
+    """A listed digest as hexdigest() writes it (`sha256:` prefix and upper case accepted)."""
+    return digest.strip().lower().removeprefix("sha256:")
 
 TIMEOUT = 60  # seconds for connecting and for each read: a stalled server fails (and is retried), never hangs
 CHUNK = 1 << 20
@@ -60,12 +79,9 @@ def checkpoint_source(problem: str) -> tuple[str, str]:
     env = os.environ.get(f"DLCV_{problem.upper()}_URL")
     if env:
         return env, ""
-    sources = sources_file()
-    if sources.is_file():
-        for line in sources.read_text().splitlines():
-            parts = line.split("#", 1)[0].split()
-            if len(parts) >= 2 and parts[0] == problem and parts[1] != "-":
-                return parts[1], parts[2] if len(parts) > 2 else ""
+    path = sources_file()
+    if path.is_file() and problem in (sources := read_sources(path)):
+        return sources[problem]
     raise CheckpointError(
         f"no source for the {problem} checkpoint: set DLCV_{problem.upper()}_URL or put its URL in "
         f"hw1_checkpoints.txt (upload runs/<name>/model.pt of your trained run)")
@@ -264,7 +280,7 @@ def download(source: str, dest: Path, problem: str) -> None:
     progress.close(done)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
@@ -290,9 +306,9 @@ def fetch(problem: str) -> Path:
             if not Path(local).is_file():
                 raise CheckpointError(f"{problem}: {source}: no such file")
             shutil.copyfile(local, tmp)
-        expected = sha256.lower().removeprefix("sha256:")
+        expected = normal_sha256(sha256)
         if expected:
-            digest = _sha256(tmp)
+            digest = sha256_of(tmp)
             if digest != expected:
                 raise CheckpointError(f"{problem}: {source}: sha256 {digest} does not match the expected "
                                       f"{expected} (another or a damaged file; upload again or fix the digest "
