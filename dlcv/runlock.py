@@ -65,10 +65,3 @@ def acquire(run_dir: Path, command: Sequence[str] = ()) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, (json.dumps(info) + "\n").encode())
     _held[run_dir] = fd
-
-
-def release(run_dir: Path) -> None:
-    fd = _held.pop(Path(run_dir).resolve(), None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
