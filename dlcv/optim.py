@@ -147,4 +147,21 @@ def build_optimizer(cfg, named_params: Iterable[tuple[str, nn.Parameter]] | nn.M
     raise ValueError(f"unknown optimizer {cfg.name!r}; known: {list(OPTIMIZERS)}")
 
 
-__all__ = ["LARS", "param_groups_for_lars", "split_decay", "build_optimizer", "OPTIMIZERS"]
+def describe_optimizer(cfg) -> str:
+    """What build_optimizer makes of ``cfg``, in one phrase (for the report)."""
+    name = str(cfg.name).lower()
+    parts = [f"lr {float(cfg.lr):g}"]
+    if name in ("adam", "adamw"):
+        parts.append("betas " + "/".join(f"{float(b):g}" for b in cfg.betas))
+    if name in ("sgd", "lars"):
+        parts.append(f"momentum {float(cfg.momentum):g}")
+    if cfg.weight_decay:
+        rule = "on every parameter" if name == "adam" else "none on biases and norm weights"
+        parts.append(f"weight decay {float(cfg.weight_decay):g} ({rule})")
+    if name == "lars":
+        parts.append(f"trust coefficient {float(cfg.lars_eta):g}, no adaptation on biases and norm weights")
+    label = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "lars": "LARS"}.get(name, name)
+    return f"{label} ({', '.join(parts)})"
+
+
+__all__ = ["LARS", "param_groups_for_lars", "split_decay", "build_optimizer", "describe_optimizer", "OPTIMIZERS"]

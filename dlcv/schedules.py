@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 LR_KINDS = ("constant", "cosine", "poly", "step")
+POLY_POWER = 0.9  # DeepLab's "poly" policy
 
 
 def lr_schedule(total_steps: int, warmup_steps: int = 0, kind: str = "constant",
@@ -60,7 +61,7 @@ def lr_schedule(total_steps: int, warmup_steps: int = 0, kind: str = "constant",
         mult[warmup_steps:] = min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + np.cos(np.pi * j / (n - 1)))
     elif kind == "poly":
         j = np.arange(n)
-        mult[warmup_steps:] = min_ratio + (1.0 - min_ratio) * (1.0 - j / n) ** 0.9
+        mult[warmup_steps:] = min_ratio + (1.0 - min_ratio) * (1.0 - j / n) ** POLY_POWER
     elif kind == "step":
         ms = np.asarray(sorted(int(m) for m in milestones), dtype=np.int64)
         if ms.size and ms.min() < 0:
@@ -84,6 +85,19 @@ def lr_schedule_for(optim_cfg, epochs: int, steps_per_epoch: int) -> np.ndarray:
         min_ratio=float(getattr(optim_cfg, "min_lr_ratio", 0.0)),
         milestones=[int(e) * int(steps_per_epoch) for e in getattr(optim_cfg, "step_epochs", [])],
         gamma=float(getattr(optim_cfg, "step_gamma", 0.1)))
+
+
+def describe_schedule(optim_cfg, epochs: int) -> str:
+    """What lr_schedule_for makes of ``optim_cfg``, in one phrase (for the report)."""
+    kind, floor = str(optim_cfg.schedule), float(optim_cfg.min_lr_ratio)
+    warm = float(optim_cfg.warmup_epochs)
+    warm_text = f", linear warm-up {warm:g} epoch{'s' if warm != 1 else ''}" if warm else ""
+    text = {"constant": "constant",
+            "cosine": f"cosine per step over {epochs} epochs down to {floor:g}× lr",
+            "poly": f"polynomial (power {POLY_POWER:g}) per step over {epochs} epochs down to {floor:g}× lr",
+            "step": f"×{float(optim_cfg.step_gamma):g} at epochs {', '.join(str(e) for e in optim_cfg.step_epochs)}",
+            }.get(kind, kind)
+    return text + warm_text
 
 
 def tau_schedule(total_steps: int, base: float = 0.996) -> np.ndarray:

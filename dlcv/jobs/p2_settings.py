@@ -26,14 +26,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from dlcv import runfolder
 from dlcv.config import load_config, to_yaml
 from dlcv.errors import ConfigError, WeightsError
 from dlcv.io import atomic_path, write_text
+from dlcv.references import P2
+from dlcv.runfolder import markdown_table
 
 
 @dataclass(frozen=True)
@@ -42,16 +44,14 @@ class Setting:
     start_text: str
     freeze: str  # model.freeze
     trains: str
-    seed_acc: float  # the seed report's validation accuracy (SPEC.md), percent
-    best_acc: float  # the best student result (SPEC.md), percent
 
 
 SETTINGS: dict[str, Setting] = {
-    "A": Setting("none", "random init", "none", "backbone + classifier", 41.0, 52.7),
-    "B": Setting("sl", "supervised pretrain_model_SL.pt", "none", "backbone + classifier", 59.5, 59.5),
-    "C": Setting("byol", "own BYOL backbone", "none", "backbone + classifier", 49.6, 55.1),
-    "D": Setting("sl", "supervised pretrain_model_SL.pt", "backbone", "classifier only (backbone frozen)", 53.9, 53.9),
-    "E": Setting("byol", "own BYOL backbone", "backbone", "classifier only (backbone frozen)", 34.0, 43.8),
+    "A": Setting("none", "random init", "none", "backbone + classifier"),
+    "B": Setting("sl", "supervised pretrain_model_SL.pt", "none", "backbone + classifier"),
+    "C": Setting("byol", "own BYOL backbone", "none", "backbone + classifier"),
+    "D": Setting("sl", "supervised pretrain_model_SL.pt", "backbone", "classifier only (backbone frozen)"),
+    "E": Setting("byol", "own BYOL backbone", "backbone", "classifier only (backbone frozen)"),
 }
 
 DEFAULT_CONFIG = "configs/p2/finetune.yaml"  # the recommended base (finetune_seed.yaml: the seed's recipe)
@@ -97,22 +97,13 @@ def _finished(cfg) -> Optional[dict]:
     """The summary of a finished run with exactly this resolved config, trained after its starting
     weights file was last written (a re-trained BYOL backbone or a new SL file means retraining)."""
     run_dir = Path(cfg.run.dir) / cfg.run.name
-    done, saved = run_dir / "summary.json", run_dir / "config.yaml"
+    done, saved = run_dir / runfolder.SUMMARY, run_dir / runfolder.CONFIG
     if not (done.is_file() and saved.is_file() and saved.read_text() == to_yaml(cfg)):
         return None
     weights = Path(cfg.model.pretrained)
     if cfg.model.pretrained != "none" and (not weights.is_file() or weights.stat().st_mtime > done.stat().st_mtime):
         return None
-    return json.loads(done.read_text())
-
-
-def val_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(epoch, val acc) pairs from a run's epochs.csv."""
-    path = run_dir / "epochs.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [(int(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(fh) if r.get("val/acc")]
+    return runfolder.read_summary(run_dir)
 
 
 def run_settings(config: str | Path, overrides: Sequence[str] = (), settings: Sequence[str] = tuple(SETTINGS),
@@ -162,8 +153,8 @@ def write_table(out: Path, summaries: dict[str, dict], run_dirs: dict[str, Path]
     for name, summary in summaries.items():
         s = SETTINGS[name]
         rows.append({"setting": name, "backbone start": s.start_text, "what trains": s.trains,
-                     "our val acc": round(100 * summary["val_acc"], 2), "seed's val acc": s.seed_acc,
-                     "best student": s.best_acc, "best epoch": summary.get("best_epoch"),
+                     "our val acc": round(100 * summary["val_acc"], 2), "seed's val acc": P2[name]["seed"],
+                     "best student": P2[name]["best_student"], "best epoch": summary.get("best_epoch"),
                      "trainable params": summary.get("trainable_params"), "run": str(run_dirs[name])})
     columns = list(rows[0])
     buf = io.StringIO()
@@ -173,16 +164,14 @@ def write_table(out: Path, summaries: dict[str, dict], run_dirs: dict[str, Path]
     write_text(out / "table.csv", buf.getvalue())
 
     shown = columns[:6]
-    md = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for r in rows:
-        md.append("| " + " | ".join(f"{r[c]:.1f}%" if isinstance(r[c], float) else str(r[c]) for c in shown) + " |")
-    md.append("")
-    md.append("Validation accuracy of the best epoch on Office-Home val; seed's and best student's numbers "
-              "from the course report (SPEC.md). All five share one base config and classifier head.")
-    write_text(out / "table.md", "\n".join(md) + "\n")
-    plot_curves(out / "val_acc.png", {n: val_curve(d) for n, d in run_dirs.items()})
-    write_text(out / "summary.json", json.dumps({"rows": rows}, indent=2) + "\n")
-    print("\n" + "\n".join(md[:-2]) + f"\n-> {out / 'table.md'}", flush=True)
+    table = markdown_table(shown, ([f"{r[c]:.1f}%" if isinstance(r[c], float) else r[c] for c in shown] for r in rows))
+    write_text(out / "table.md", table + "\nValidation accuracy of the best epoch on Office-Home val; seed's and "
+               "best student's numbers from the course report (SPEC.md). All five share one base config and "
+               "classifier head.\n")
+    curves = {n: runfolder.column(runfolder.read_epochs(d), "val/acc") for n, d in run_dirs.items()}
+    plot_curves(out / "val_acc.png", curves)
+    runfolder.write_json(out / "summary.json", {"rows": rows})
+    print("\n" + table + f"-> {out / 'table.md'}", flush=True)
     return rows
 
 

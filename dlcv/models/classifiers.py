@@ -92,11 +92,14 @@ class SeedCNN(nn.Module):
     (3->32->64, ReLU, 2x2 max-pool), FC to 128, ReLU; dropout 0.25 and the 50-way layer are
     the head. The flatten size is computed from the input size, not hard-coded."""
 
+    CHANNELS = (32, 64)
+
     def __init__(self, input_size: int = 32, hidden: int = 128, dropout: float = 0.25):
         super().__init__()
+        c1, c2 = self.CHANNELS
         self.conv = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Flatten())
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, 3, input_size, input_size)).shape[1]
@@ -138,6 +141,31 @@ def _call(net, x):
 class ModelSpec:
     builder: Callable  # (cfg) -> Classifier, weights already loaded
     last_stage: tuple[str, ...]  # prefixes trained by freeze="seed" (besides the head)
+    describe: Callable[..., str]  # (cfg) -> the architecture in one phrase, from the values it builds with
+
+
+SEED_A_DROPOUT = 0.25  # the seed report's
+
+
+def _head_text(cfg) -> str:
+    return f"dropout {cfg.dropout:g} + FC to {cfg.num_classes}" if cfg.dropout else f"FC to {cfg.num_classes}"
+
+
+def _describe_seed_a(cfg) -> str:
+    c1, c2 = SeedCNN.CHANNELS
+    dropout = SEED_A_DROPOUT if cfg.dropout is None else cfg.dropout
+    return (f"the seed's CNN: 2 conv blocks (3→{c1}→{c2}, 3×3, ReLU, 2×2 max-pool), FC {cfg.hidden} + ReLU, "
+            f"dropout {dropout:g}, FC {cfg.num_classes}")
+
+
+def _describe_resnet18_cifar(cfg) -> str:
+    w = cfg.width or 64
+    return (f"CIFAR-style ResNet-18 (3×3 stride-1 stem, no max-pool; stages {w}-{8 * w} channels), "
+            f"global average pool, {_head_text(cfg)}")
+
+
+def _describe_torchvision(title: str):
+    return lambda cfg: f"{title}, final layer replaced by {_head_text(cfg)}"
 
 
 def _weights_source(spec: str) -> str:
@@ -146,7 +174,7 @@ def _weights_source(spec: str) -> str:
 
 def build_seed_a(cfg) -> Classifier:
     size = cfg.input_size or 32
-    cnn = SeedCNN(size, hidden=cfg.hidden, dropout=0.25 if cfg.dropout is None else cfg.dropout)
+    cnn = SeedCNN(size, hidden=cfg.hidden, dropout=SEED_A_DROPOUT if cfg.dropout is None else cfg.dropout)
     head = _DropoutHead(cnn.fc[0].out_features, cfg.num_classes, cnn.dropout.p)
     del cnn.dropout
     return Classifier(Preprocess(size=cfg.input_size), cnn, cnn.fc[0].out_features, cfg.num_classes, head)
@@ -258,17 +286,26 @@ def build_efficientnet_lite0(cfg) -> Classifier:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "seed_a": ModelSpec(build_seed_a, ("backbone.fc",)),
-    "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",)),
-    "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",)),
+    "seed_a": ModelSpec(build_seed_a, ("backbone.fc",), _describe_seed_a),
+    "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",), _describe_resnet18_cifar),
+    "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",), _describe_torchvision("torchvision ResNet-50")),
     # P2 at CPU demo scale: the same ImageNet-style torchvision ResNet, smaller
-    "resnet18": ModelSpec(lambda cfg: build_torchvision_resnet(cfg, "resnet18"), ("backbone.net.layer4",)),
+    "resnet18": ModelSpec(lambda cfg: build_torchvision_resnet(cfg, "resnet18"), ("backbone.net.layer4",),
+                          _describe_torchvision("torchvision ResNet-18")),
     "efficientnet_lite0": ModelSpec(build_efficientnet_lite0,
-                                    ("backbone.net.blocks.6", "backbone.net.conv_head", "backbone.net.bn2")),
+                                    ("backbone.net.blocks.6", "backbone.net.conv_head", "backbone.net.bn2"),
+                                    _describe_torchvision("EfficientNet-Lite0 (timm's architecture, plain PyTorch)")),
     **{f"convnext_{v}": ModelSpec(lambda cfg, v=v: build_convnext(cfg, v),
-                                  ("backbone.net.features.7", "backbone.net.classifier"))
+                                  ("backbone.net.features.7", "backbone.net.classifier"),
+                                  _describe_torchvision(f"torchvision ConvNeXt-{v.capitalize()}"))
        for v in ("tiny", "small", "base", "large")},
 }
+
+
+def describe_classifier(cfg) -> str:
+    """The architecture a model section builds, in one phrase (cfg: ModelConfig or a view of one)."""
+    spec = MODELS.get(cfg.name)
+    return spec.describe(cfg) if spec is not None else str(cfg.name)
 
 
 def build_classifier(cfg) -> Classifier:

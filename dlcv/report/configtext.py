@@ -3,63 +3,47 @@ from __future__ import annotations
 
 from dlcv.report.runs import Run
 
-CLASSIFY_AUGMENT = {
-    "none": "none",
-    "crop_flip": "pad 1/8 of the side + random crop, horizontal flip (drawn per sample)",
-    "crop_flip_jitter": "pad 1/8 + random crop, horizontal flip, colour jitter (0.3/0.3/0.3, hue 0.05, p 0.8)",
-    "rrc_flip": "random resized crop (area 0.35-1), horizontal flip (drawn per sample)",
-    "rrc_flip_jitter": "random resized crop (area 0.35-1), horizontal flip, colour jitter (p 0.8)",
-}
-
-MODEL_TEXT = {
-    "seed_a": "the seed's CNN: 2 conv blocks (3→32→64, 3×3, ReLU, 2×2 max-pool), FC 128 + ReLU, dropout 0.25, FC 50",
-    "resnet18_cifar": "CIFAR-style ResNet-18 (3×3 stride-1 stem, no max-pool), global average pool, FC 50",
-    "efficientnet_lite0": "EfficientNet-Lite0 (timm's architecture, plain PyTorch), classifier replaced by FC to the classes",
-    "resnet18": "torchvision ResNet-18, fc replaced by the shared head",
-    "resnet50": "torchvision ResNet-50, fc replaced by the shared head",
+SEGMENTERS = {  # replaced by dlcv.models.segmentation's own descriptions
     "fcn32s": "VGG16-FCN32s: VGG16 conv1-5 + pools, fc6/fc7 as convolutions, 1×1 score, one 32× transposed conv",
     "deeplabv3_resnet50": "DeepLabv3 with a dilated ResNet-50 (output stride 8), ASPP head, bilinear upsampling",
 }
 
 
+def typed(run: Run):
+    """The run's resolved config read back into its typed schema (defaults fill keys an older run
+    lacks), or None when it no longer validates."""
+    from dlcv.config import load_config
+
+    try:
+        return load_config(base=run.config) if run.config else None
+    except Exception:  # noqa: BLE001 - an unreadable config is "?" in a table, never a crash
+        return None
+
+
 def model(run: Run) -> str:
+    cfg = typed(run)
+    if cfg is None:
+        return "?"
+    if cfg.task == "classify":
+        from dlcv.models.classifiers import describe_classifier
+
+        return describe_classifier(cfg.model)
     name = str(run.cfg("model.name", "") or run.cfg("model.backbone", "") or "?")
-    width = run.cfg("model.width", 0) or 0
-    if name == "resnet18_cifar" and width and width != 64:
-        return f"{MODEL_TEXT[name]}; width {width} (stages {width}-{8 * width} channels; the standard is 64-512)"
-    if name.startswith("convnext_"):
-        return f"torchvision ConvNeXt-{name.split('_', 1)[1].capitalize()}, classifier replaced by FC to the classes"
-    return MODEL_TEXT.get(name, name)
+    return SEGMENTERS.get(name, name)
 
 
 def optimizer(run: Run) -> str:
-    o = run.cfg("optim", {}) or {}
-    name = str(o.get("name", "?"))
-    parts = [f"lr {o.get('lr'):g}" if isinstance(o.get("lr"), (int, float)) else "lr ?"]
-    if name in ("adam", "adamw") and o.get("betas"):
-        parts.append("betas " + "/".join(f"{b:g}" for b in o["betas"]))
-    if name in ("sgd", "lars") and o.get("momentum") is not None:
-        parts.append(f"momentum {o['momentum']:g}")
-    if o.get("weight_decay"):
-        parts.append(f"weight decay {o['weight_decay']:g}")
-    if name == "lars" and o.get("lars_eta") is not None:
-        parts.append(f"trust coefficient {o['lars_eta']:g}, no decay/adaptation on biases and norms")
-    label = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "lars": "LARS"}.get(name, name)
-    return f"{label} ({', '.join(parts)})"
+    from dlcv.optim import describe_optimizer
+
+    cfg = typed(run)
+    return describe_optimizer(cfg.optim) if cfg is not None else "?"
 
 
 def schedule(run: Run) -> str:
-    o = run.cfg("optim", {}) or {}
-    kind = str(o.get("schedule", "constant"))
-    epochs = run.cfg("trainer.epochs")
-    warm = o.get("warmup_epochs") or 0
-    warm_text = f", linear warm-up {warm:g} epoch{'s' if warm != 1 else ''}" if warm else ""
-    if kind == "cosine":
-        floor = o.get("min_lr_ratio") or 0
-        return f"cosine per step over {epochs} epochs down to {floor:g}× lr{warm_text}"
-    if kind == "step":
-        return f"×{o.get('step_gamma', 0.1):g} at epochs {', '.join(str(e) for e in o.get('step_epochs') or [])}{warm_text}"
-    return f"constant{warm_text}"
+    from dlcv.schedules import describe_schedule
+
+    cfg = typed(run)
+    return describe_schedule(cfg.optim, cfg.trainer.epochs) if cfg is not None else "?"
 
 
 def loss(run: Run) -> str:
@@ -77,8 +61,13 @@ def loss(run: Run) -> str:
 def augment(run: Run) -> str:
     task = run.cfg("task")
     if task == "classify":
-        a = str(run.cfg("augment", "none"))
-        return CLASSIFY_AUGMENT.get(a, a)
+        from dlcv.data.augment.classify import AUGMENTS
+        from dlcv.data.augment.mix import describe_mix
+
+        cfg = typed(run)
+        if cfg is None or cfg.augment not in AUGMENTS:
+            return str(run.cfg("augment", "?"))
+        return "; ".join(t for t in (AUGMENTS[cfg.augment].describe(), describe_mix(cfg.mix)) if t)
     if task == "segment":
         a = run.cfg("augment", {}) or {}
         if not a.get("enabled", True):

@@ -2,32 +2,14 @@
 per-class accuracy and the confusion matrix, with torchmetrics (correct under DDP)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from dlcv.data import augment as aug
+from dlcv.data.augment.classify import classify_augment
 from dlcv.data.augment.mix import mix_batch
 from dlcv.models.classifiers import build_classifier
 from dlcv.tasks.base import Task
-
-AUGMENTS = ("none", "crop_flip", "crop_flip_jitter", "rrc_flip", "rrc_flip_jitter")
-
-
-def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """x: float images in [0, 1]; each sample gets its own random draw."""
-    if kind == "none":
-        return x
-    if kind.startswith("crop_flip"):  # CIFAR recipe: pad 1/8 of the side, random crop, flip
-        x = aug.pad_crop_flip(x, generator, pad=max(1, x.shape[-1] // 8))
-    elif kind.startswith("rrc_flip"):
-        x = aug.random_resized_crop_flip(x, tuple(x.shape[-2:]), generator, scale=(0.35, 1.0))
-    else:
-        raise ValueError(f"unknown augment {kind!r}; known: {AUGMENTS}")
-    if kind.endswith("_jitter"):
-        x = aug.color_jitter(x, generator, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8)
-    return x
 
 
 class ClassificationTask(Task):
@@ -36,8 +18,7 @@ class ClassificationTask(Task):
         mcfg = self.cfg.model
         if inference:  # the weights come from the checkpoint: never fetch pretrained files again
             mcfg.pretrained = "none"
-        if self.cfg.augment not in AUGMENTS:
-            raise ValueError(f"unknown augment {self.cfg.augment!r}; known: {AUGMENTS}")
+        self.augment = classify_augment(self.cfg.augment)
         self.model = build_classifier(mcfg)
         n = mcfg.num_classes
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
@@ -54,7 +35,7 @@ class ClassificationTask(Task):
         mixing = mix.mixup_alpha > 0 or mix.cutmix_alpha > 0
         if self.trainer is not None and self.trainer.training and (self.cfg.augment != "none" or mixing):
             generator = self.augment_generator(x.device)
-            x = augment_batch(x.float().div_(255), self.cfg.augment, generator)
+            x = self.augment(x.float().div_(255), generator)
             if mixing:  # y becomes soft targets (N, classes)
                 x, y = mix_batch(x, y, self.cfg.model.num_classes, generator, mix.mixup_alpha, mix.cutmix_alpha,
                                  mix.prob, mix.switch_prob)

@@ -67,3 +67,18 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: tor
     if use_cutmix:
         return cutmix(x, targets, cutmix_box(x.shape[-2], x.shape[-1], lam, rng))
     return mixup(x, targets, lam)
+
+
+def describe_mix(mix_cfg) -> str:
+    """What mix_batch does with a MixConfig, in one phrase (for the report); "" when off."""
+    parts = []
+    if mix_cfg.mixup_alpha > 0:
+        parts.append(f"MixUp (lam ~ Beta({mix_cfg.mixup_alpha:g}, {mix_cfg.mixup_alpha:g}))")
+    if mix_cfg.cutmix_alpha > 0:
+        parts.append(f"CutMix (lam ~ Beta({mix_cfg.cutmix_alpha:g}, {mix_cfg.cutmix_alpha:g}))")
+    if not parts:
+        return ""
+    text = " or ".join(parts)
+    if len(parts) == 2:
+        text += f" (CutMix with p {mix_cfg.switch_prob:g})"
+    return text + f" on a batch with p {mix_cfg.prob:g}, soft targets"
