@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_report import full_runs
 
 REQUIRED = os.environ.get("DLCV_REQUIRE_SYSTEM_TOOLS", "") not in ("", "0")

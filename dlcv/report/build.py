@@ -1,11 +1,12 @@
-"""`dlcv report`: the HW1 report (index.html + assets/, report.md, report.pdf) from run folders only.
+"""`dlcv report`: the HW1 report (report.md; index.html + assets/ made from it; report.pdf printed
+from that) from run folders only.
 
     dlcv report runs --out report              # every run folder under runs/
     dlcv report runs/p1_seed_a runs/p1_b ...   # chosen run folders
 
-Nothing is retrained: the report reads each run's config.yaml, meta.json, epochs.csv, summary.json,
-eval/, features/, figures/ and masks/. A missing or broken artefact becomes a visible "not
-available: <why>" block; the build itself does not fail on it.
+Nothing is retrained or recomputed: the report reads the files each run wrote (config.yaml,
+meta.json, epochs.csv, summary.json, eval/, figures/, masks/). A missing or broken one becomes a
+visible "not available: <run> lacks <file>; <command> writes it"; the build itself does not fail.
 """
 from __future__ import annotations
 
@@ -18,12 +19,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from dlcv.io import write_text
-from dlcv.report import html as html_render
-from dlcv.report import markdown as md_render
 from dlcv.report.assets import Assets
-from dlcv.report.common import Context, guarded, pct
-from dlcv.report.doc import Callout, Code, Document, Para, Section, Table, number_document
-from dlcv.report.provenance import command, config_file, data_tags, date, display_path, hardware, versions
+from dlcv.report.common import Context, guarded, pct, ref_pct
+from dlcv.report.doc import Callout, Document, Para, Section, Table
+from dlcv.report.provenance import appendix, display_path
 from dlcv.report.runs import Collection, discover
 
 TITLE = "DLCV HW1 report"
@@ -50,164 +49,96 @@ class BuildResult:
                 "runs": self.runs, "errors": self.errors}
 
 
-# ------------------------------------------------------------------------------------ front matter
 def headline(coll: Collection) -> list:
     """The headline numbers of every problem in one table (details in each problem's section)."""
-    from dlcv.report.references import P1, P2_SETTINGS, P3
-    from dlcv.report.sections_p1 import val_accuracy
+    from dlcv.jobs.p2_settings import SETTINGS
+    from dlcv.references import P1, P2, P3
+    from dlcv.report.sections_p1 import val_acc
     from dlcv.report.sections_p2 import setting_accuracies
     from dlcv.report.sections_p3 import miou_of
 
-    rows, used = [], []
-    for r in coll.by("p1"):
-        if r.role.kind in ("A", "B"):
-            acc, _ = val_accuracy(r)
-            rows.append(["P1", f"model {r.role.label}", f"`{r.name}`", "val. accuracy", pct(acc),
-                         f"{P1[r.role.kind]['seed']:g}%", ", ".join(data_tags([r]))])
-            used.append(r)
-    accs = setting_accuracies(coll)
-    for name, (acc, run) in sorted(accs.items()):
-        rows.append(["P2", f"setting {name} ({P2_SETTINGS[name][0]}, {P2_SETTINGS[name][1]})",
-                     f"`{run.name}`" if run else "table.csv", "val. accuracy", pct(acc), f"{P2_SETTINGS[name][2]:g}%",
-                     ", ".join(data_tags([run])) if run else "see table"])
-        if run:
-            used.append(run)
-    for r in coll.by("p3"):
-        if r.role.kind in ("A", "B"):
-            rows.append(["P3", f"model {r.role.label}", f"`{r.name}`", "val. mIoU", pct(miou_of(r)),
-                         f"{P3[r.role.kind]['seed']:g}%", ", ".join(data_tags([r]))])
-            used.append(r)
+    entries = [("P1", f"model {r.role.label}", r, "val. accuracy", val_acc(r), P1[r.role.kind]["seed"])
+               for r in coll.by("p1") if r.role.kind in ("A", "B")]
+    entries += [("P2", f"setting {n} ({SETTINGS[n].start_text}, {SETTINGS[n].trains})", run, "val. accuracy", acc,
+                 P2[n]["seed"]) for n, (acc, run) in sorted(setting_accuracies(coll).items())]
+    entries += [("P3", f"model {r.role.label}", r, "val. mIoU", miou_of(r), P3[r.role.kind]["seed"])
+                for r in coll.by("p3") if r.role.kind in ("A", "B")]
+    rows = [[p, label, f"`{r.name}`", metric, pct(v), ref_pct(seed)] for p, label, r, metric, v, seed in entries]
+    used = [e[2] for e in entries]
     if not rows:
-        return [Callout("na", "No results", "No run folder of P1, P2 or P3 was found under the given paths.")]
-    return [Table(["problem", "model / setting", "run", "metric", "ours", "seed report", "data"], rows,
-                  "Headline numbers (details, sources and the commands behind them in each problem's section). "
-                  "The seed report's numbers are on the real data.", None, data_tags(used), {4, 5})]
+        return [Callout("No results", "No run folder of P1, P2 or P3 was found under the given paths.")]
+    return [Table(["problem", "model / setting", "run", "metric", "ours", "seed report"], rows,
+                  "Headline numbers (details and sources in each problem's section); the seed report's are on the "
+                  "real data.", used, [], [4, 5])]
 
 
 def front_matter(coll: Collection) -> list:
-    runs = coll.runs
-    kinds = {r.data_kind for r in runs}
-    blocks: list = []
-    if "demo" in kinds:
-        demo = [r.name for r in runs if r.data_kind == "demo"]
-        blocks.append(Callout("demo", "DEMO DATA: THESE ARE NOT RESULTS ON THE REAL TASK",
-                              f"{len(demo)} of the {len(runs)} runs in this report were trained on generated demo "
-                              f"data (`dlcv demo-data`, marked by DEMO_DATA), at demo scale on "
-                              f"{hardware(runs[0]) if runs else 'this machine'}. Every table and figure built from "
-                              f"them is tagged \"demo data\". They show that every step works end to end; the "
-                              f"assignment's numbers come from the same commands on the real hw1_data/."))
-    if "unknown" in kinds:
-        blocks.append(Callout("warn", "Data kind unknown for some runs",
-                              "Their meta.json is missing or does not say demo or real; their tables are tagged "
-                              "\"data kind unknown\"."))
+    runs, blocks = coll.runs, []
+    if demo := [r for r in runs if r.data_kind == "demo"]:
+        blocks.append(Callout("DEMO DATA: THESE ARE NOT RESULTS ON THE REAL TASK",
+                              f"{len(demo)} of the {len(runs)} runs in this report were trained on generated demo data "
+                              f"(`dlcv demo-data`, marked by DEMO_DATA) at demo scale. Every table and figure built "
+                              f"from them is tagged \"demo data\"; the assignment's numbers come from the same "
+                              f"commands on the real hw1_data/."))
     if runs:
-        blocks.append(Para(f"This report was generated by `dlcv report` from {len(runs)} run folder(s) under "
-                           f"{', '.join(f'`{display_path(p)}`' for p in coll.roots)}. Nothing was retrained: every "
-                           f"number and figure is read from the run folders, and each table and figure names the "
-                           f"run, its config file, the command that produced it, the hardware, the date and "
-                           f"whether the data were demo or real. Sections are numbered like the assignment's "
-                           f"questions.", "muted"))
-    blocks += headline(coll)
-    return blocks
+        blocks.append(Para(f"Generated by `dlcv report` from {len(runs)} run folder(s) under "
+                           f"{', '.join(f'`{display_path(p)}`' for p in coll.roots)}, reading only the files the runs "
+                           f"wrote. Sections are numbered like the assignment's questions; each table and figure "
+                           f"names its runs and files, and the appendix gives each run's command, hardware and date."))
+    return blocks + headline(coll)
 
 
-# ------------------------------------------------------------------------------------ appendix
-def appendix(ctx: Context, tools: dict) -> Section:
-    coll = ctx.coll
-    sec = Section("Appendix: runs, commands and build notes", page_break=True)
-    runs = Section("Every run in this report")
-    if coll.runs:
-        rows = [[f"`{r.name}`", f"{r.role.problem.upper()} {r.role.label}" if r.role.problem != "other" else "not used",
-                 ", ".join(data_tags([r])) or "—", date(r), hardware(r), versions(r), f"`{config_file(r)}`"]
-                for r in coll.runs]
-        runs.add(Table(["run", "role", "data", "date", "hardware", "software", "config"], rows,
-                       "Run folders read by this report (role from the resolved config).", None,
-                       data_tags(coll.runs), small=True))
-        runs.add(Para("The exact command behind each run (meta.json):", "muted"))
-        runs.add(Code("\n".join(f"# {r.name}\n{command(r)}" for r in coll.runs)))
-    else:
-        runs.add(Callout("na", "No run folders", "No folder with a config.yaml was found under the given paths."))
-    sec.children.append(runs)
-    notes = Section("Build notes")
-    missing = [f"`{r.name}`: {why}" for r in coll.runs for why in r.problems.values()]
-    missing += [f"`{display_path(t.path)}`: {why}" for t in coll.settings_tables for why in t.problems.values()]
-    items = [f"Architecture figures: {tools['arch']}.", f"PDF: {tools['pdf']}."]
-    notes.add(Table(["item", "state"], [[i.split(":")[0], i.split(":", 1)[1].strip()] for i in items],
-                    "Tools used by this build.", None, [], small=True))
-    if missing:
-        notes.add(Para("Files that were missing or unreadable (the sections that needed them say \"not available\"):"))
-        from dlcv.report.doc import Bullets
+def _pdf(result: BuildResult, pdf: bool, browser: Optional[str]) -> None:
+    from dlcv.report.pdf import PdfError, html_to_pdf, page_count
 
-        notes.add(Bullets(missing))
-    if ctx.errors:
-        from dlcv.report.doc import Bullets
-
-        notes.add(Para("Sections that could not be built (internal errors):"))
-        notes.add(Bullets([f"`{e}`" for e in ctx.errors]))
-    sec.children.append(notes)
-    return sec
-
-
-# ------------------------------------------------------------------------------------ build
-def build_report(paths: Sequence[Path], out: Path, pdf: bool = True, chromium: Optional[str] = None,
-                 title: str = TITLE) -> BuildResult:
-    from dlcv.report import sections_p1, sections_p2, sections_p3
-    from dlcv.report.architecture import dot_available
-    from dlcv.report.pdf import PdfError, find_chromium, html_to_pdf, page_count
-
-    t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    coll = discover(paths)
-    ctx = Context(coll, Assets(out), out, cache=out / ".cache" / "architecture")
-    browser = find_chromium(chromium) if pdf else None
-    tools = {"arch": "torchview + Graphviz dot" if dot_available() else
-             "matplotlib module flow (Graphviz `dot` not installed; `apt-get install graphviz` for torchview's graphs)",
-             "pdf": f"headless Chromium ({browser})" if browser else
-             ("not requested (--no-pdf)" if not pdf else "Chromium not installed (`apt-get install chromium`)")}
-
-    sections = [guarded(ctx, sections_p1.TITLE, lambda: sections_p1.build(ctx)),
-                guarded(ctx, sections_p2.TITLE, lambda: sections_p2.build(ctx)),
-                guarded(ctx, sections_p3.TITLE, lambda: sections_p3.build(ctx))]
-    for s, t in zip(sections, (sections_p1.TITLE, sections_p2.TITLE, sections_p3.TITLE)):
-        s.title, s.page_break = t, True
-    try:
-        front = front_matter(coll)
-    except Exception as exc:  # noqa: BLE001
-        ctx.errors.append(f"front matter: {type(exc).__name__}: {exc}")
-        front = [Callout("na", "Summary not available", f"{type(exc).__name__}: {exc}")]
-    sections.append(appendix(ctx, tools))
-    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    doc = Document(title, f"NTU Deep Learning for Computer Vision, Fall 2023, homework 1 · generated {now}",
-                   front, sections)
-    number_document(doc)
-    footer = f"Generated by `dlcv report` on {now} from {len(coll.runs)} run folder(s)."
-    result = BuildResult(out, out / "index.html", out / "report.md", runs=len(coll.runs))
-    write_text(result.html, html_render.render(doc, footer))
-    write_text(result.markdown, md_render.render(doc, footer))
-    ctx.assets.remove_stale()
-    result.errors = list(ctx.errors)
-
-    pdf_path = out / "report.pdf"
+    path = result.out / "report.pdf"
     if not pdf:
         result.pdf_note = "not requested (--no-pdf)"
     elif browser is None:
-        result.pdf_note = ("Chromium is not installed, so no PDF was printed (index.html and report.md are "
-                           "written). Install it with `apt-get install chromium` (Debian) or set DLCV_CHROMIUM "
-                           "to a Chrome/Chromium binary, then run `dlcv report` again.")
+        result.pdf_note = ("Chromium is not installed, so no PDF was printed (index.html and report.md are written). "
+                           "Install it with `apt-get install chromium` (Debian) or set DLCV_CHROMIUM to a "
+                           "Chrome/Chromium binary, then run `dlcv report` again.")
     else:
         try:
-            result.pdf = html_to_pdf(result.html, pdf_path, browser)
+            result.pdf = html_to_pdf(result.html, path, browser)
             result.pages = page_count(result.pdf)
         except PdfError as exc:
             result.pdf_note, result.pdf_failed = f"printing the PDF failed: {exc}", True
-    if result.pdf is None and pdf_path.exists():
-        pdf_path.unlink()  # never leave a previous build's PDF looking current
+    if result.pdf is None and path.exists():
+        path.unlink()  # never leave a previous build's PDF looking current
+
+
+def build_report(paths: Sequence[Path], out: Path, pdf: bool = True, chromium: Optional[str] = None,
+                 title: str = TITLE) -> BuildResult:
+    from dlcv.report import render, sections_p1, sections_p2, sections_p3
+    from dlcv.report.pdf import find_chromium
+
+    t0, out = time.perf_counter(), Path(out)
+    coll = discover(paths)
+    ctx = Context(coll, Assets(out))
+    browser = find_chromium(chromium) if pdf else None
+    sections = []
+    for part in (sections_p1, sections_p2, sections_p3):
+        built = guarded(ctx, part.TITLE, lambda part=part: [part.build(ctx)])
+        sections.append(built[0] if isinstance(built[0], Section) else Section(part.TITLE, blocks=built))
+    front = guarded(ctx, "Summary", lambda: front_matter(coll))
+    pdf_state = (f"printed by headless Chromium ({browser})" if browser else "not requested (--no-pdf)" if not pdf
+                 else "Chromium is not installed (`apt-get install chromium`)")
+    sections.append(appendix(coll, ctx.errors, pdf_state))
+    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    doc = Document(title, f"NTU Deep Learning for Computer Vision, Fall 2023, homework 1 · generated {now}", front,
+                   sections, f"Generated by `dlcv report` on {now} from {len(coll.runs)} run folder(s).")
+    result = BuildResult(out, out / "index.html", out / "report.md", runs=len(coll.runs))
+    markdown = render.to_markdown(doc)
+    write_text(result.markdown, markdown)
+    write_text(result.html, render.to_html(markdown, title))
+    ctx.assets.remove_stale()
+    result.errors = list(ctx.errors)
+    _pdf(result, pdf, browser)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-# ------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="run folders, or folders holding run folders (e.g. runs)")
     parser.add_argument("--out", default="report", help="output folder (default: report)")
@@ -217,8 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    missing = [p for p in args.paths if not Path(p).exists()]
-    if missing:
+    if missing := [p for p in args.paths if not Path(p).exists()]:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     result = build_report([Path(p) for p in args.paths], Path(args.out), pdf=not args.no_pdf,

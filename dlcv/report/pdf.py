@@ -22,19 +22,18 @@ class PdfError(RuntimeError):
 def find_chromium(explicit: Optional[str] = None) -> Optional[str]:
     """The browser to use: an explicit path, else $DLCV_CHROMIUM, else the first known name on PATH.
     A browser that was named but is not there is None (no silent substitute)."""
-    named = explicit or os.environ.get("DLCV_CHROMIUM")
-    if named:
+    if named := explicit or os.environ.get("DLCV_CHROMIUM"):
         return shutil.which(named)
     return next((found for name in CANDIDATES if (found := shutil.which(name))), None)
 
 
 def run_chromium(browser: str, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """Chromium with the offline flags and a fresh profile in a temporary folder."""
+    """Chromium with the offline flags and a fresh profile in a temporary folder (HOME too: crash
+    reports and caches stay inside it)."""
     with tempfile.TemporaryDirectory(prefix="dlcv-chromium-") as profile:
-        cmd = [browser, *FLAGS, f"--user-data-dir={profile}", *args]
-        env = {**os.environ, "HOME": profile}  # crash reports, caches: inside the throw-away profile
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+            return subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                                  text=True, timeout=timeout, env={**os.environ, "HOME": profile},
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise PdfError(f"{browser} did not finish within {timeout:.0f} s") from exc
@@ -44,14 +43,13 @@ def html_to_pdf(html: Path, pdf: Path, browser: str, timeout: float = 120.0) -> 
     """Print `html` to `pdf` (written beside it first, then renamed: never a half-written PDF)."""
     from dlcv.io import atomic_path
 
-    html, pdf = Path(html).resolve(), Path(pdf)
     with atomic_path(pdf) as tmp:
         proc = run_chromium(browser, ["--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-                                      f"--print-to-pdf={tmp}", html.as_uri()], timeout)
-        if not tmp.is_file() or tmp.stat().st_size < 100 or not tmp.read_bytes()[:5] == b"%PDF-":
+                                      f"--print-to-pdf={tmp}", Path(html).resolve().as_uri()], timeout)
+        if not tmp.is_file() or tmp.stat().st_size < 100 or tmp.read_bytes()[:5] != b"%PDF-":
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-6:])
             raise PdfError(f"{browser} wrote no PDF (exit {proc.returncode}){': ' + tail if tail else ''}")
-    return pdf
+    return Path(pdf)
 
 
 def page_count(pdf: Path) -> int:

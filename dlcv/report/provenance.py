@@ -1,11 +1,14 @@
-"""Where a number came from: run name, config file, command, hardware, date, demo or real data."""
+"""Where a number came from: data kind, hardware, date, software and the command of each run, shown
+per run in the appendix (tables and figures name their runs and files and point there)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
-from dlcv.report.runs import Run
+from dlcv.report.doc import Bullets, Code, Para, Section, Table, not_available
+from dlcv.report.runs import Collection, Run
+from dlcv.runfolder import CONFIG
 
 DEMO_TAG = "demo data"
 REAL_TAG = "real data"
@@ -18,16 +21,11 @@ def data_tags(runs: Iterable[Run]) -> list[str]:
     kinds = {r.data_kind for r in runs}
     if not kinds:
         return []
-    if "demo" in kinds:
-        return [DEMO_TAG]
-    if "unknown" in kinds:
-        return [UNKNOWN_TAG]
-    return [REAL_TAG]
+    return [DEMO_TAG if "demo" in kinds else UNKNOWN_TAG if "unknown" in kinds else REAL_TAG]
 
 
 def display_path(path: Path) -> str:
-    """Relative to the working directory when below it (shorter, portable), else absolute."""
-    path = Path(path)
+    """Relative to the working directory when below it (shorter, portable), else as given."""
     try:
         return os.path.relpath(path.resolve(), Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else str(path)
     except (OSError, ValueError):
@@ -38,12 +36,10 @@ def hardware(run: Run) -> str:
     meta = run.meta
     if not meta:
         return "hardware unknown (no meta.json)"
-    devices = run.cfg("trainer.devices", "auto")
-    nodes = run.cfg("trainer.num_nodes", 1) or 1
     if meta.get("gpu"):
-        count = devices if isinstance(devices, int) else (len(devices) if isinstance(devices, list) else None)
-        many = f"{count * nodes} x " if count and count * nodes > 1 else ""
-        return f"{many}{meta['gpu']}"
+        devices, nodes = run.cfg("trainer.devices", "auto"), run.cfg("trainer.num_nodes", 1) or 1
+        n = devices if isinstance(devices, int) else (len(devices) if isinstance(devices, list) else None)
+        return f"{n * nodes} x {meta['gpu']}" if n and n * nodes > 1 else str(meta["gpu"])
     threads = meta.get("cpu_threads")
     return f"CPU {meta.get('host_cpu') or ''}".strip() + (f", {threads} threads" if threads else "")
 
@@ -57,7 +53,7 @@ def command(run: Run) -> str:
     """meta.json's command, its program shown as `dlcv` (`python -m dlcv` records .../dlcv/__main__.py)."""
     text = str(run.meta.get("command") or "")
     if not text:
-        return "command unknown (no meta.json)"
+        return "the run's training command (no meta.json)"
     program, _, rest = text.partition(" ")
     p = Path(program)
     if p.name == "dlcv" or (p.name == "__main__.py" and p.parent.name == "dlcv"):
@@ -65,23 +61,28 @@ def command(run: Run) -> str:
     return f"{program} {rest}".strip()
 
 
-def config_file(run: Run) -> str:
-    return display_path(run.path / "config.yaml")
-
-
-def source_lines(runs: Sequence[Run], files: Sequence[str] = ()) -> list[dict]:
-    """One dict per run for a table's/figure's source note."""
-    out = []
-    for r in runs:
-        out.append({
-            "run": r.name, "path": display_path(r.path), "files": list(files),
-            "config": config_file(r), "command": command(r), "hardware": hardware(r), "date": date(r),
-            "data": {"demo": "demo data", "real": "real data"}.get(r.data_kind, "data kind unknown"),
-        })
-    return out
-
-
 def versions(run: Run) -> str:
     m = run.meta
-    parts = [f"{k} {m[k]}" for k in ("python", "torch", "torchvision", "lightning") if m.get(k)]
-    return ", ".join(parts) or "unknown"
+    return ", ".join(f"{k} {m[k]}" for k in ("python", "torch", "torchvision", "lightning") if m.get(k)) or "unknown"
+
+
+def appendix(coll: Collection, errors: list[str], pdf_state: str) -> Section:
+    """4.1 every run's role, data kind, date, hardware, software, config and command; 4.2 build notes."""
+    if coll.runs:
+        rows = [[f"`{r.name}`", f"{r.role.problem.upper()} {r.role.label}" if r.role.problem != "other" else "not used",
+                 ", ".join(data_tags([r])), date(r), hardware(r), versions(r), f"`{display_path(r.file(CONFIG))}`"]
+                for r in coll.runs]
+        runs = [Table(["run", "role", "data", "date", "hardware", "software", "config"], rows,
+                      "Run folders read by this report (role from the resolved config).", coll.runs, ["meta.json"]),
+                Para("The command behind each run (meta.json):"),
+                Code("\n".join(f"# {r.name}\n{command(r)}" for r in coll.runs))]
+    else:
+        runs = [not_available("Runs", "no folder with a config.yaml was found under the given paths")]
+    notes: list = [Para(f"PDF: {pdf_state}.")]
+    if missing := [f"`{r.name}`: {why}" for r in coll.runs for why in r.problems.values()] + coll.problems:
+        notes += [Para("Files that were missing or unreadable (the sections that needed them say \"not available\"):"),
+                  Bullets(missing)]
+    if errors:
+        notes += [Para("Sections that could not be built (internal errors):"), Bullets([f"`{e}`" for e in errors])]
+    return Section("Appendix: runs, commands and build notes",
+                   children=[Section("Every run in this report", blocks=runs), Section("Build notes", blocks=notes)])

@@ -1,32 +1,35 @@
-"""Run folders as the report sees them: found under the given paths, read tolerantly, given a role.
+"""Run folders as the report sees them: found under the given paths, read through dlcv.runfolder,
+given a role. Nothing here draws or computes: sections read the artefacts the jobs wrote.
 
-A run folder is any folder holding a `config.yaml` (the engine writes it first). Every artefact is
-read on its own: a missing or corrupt file is recorded in `Run.problems` (file -> why) and the
-report shows "not available: <why>" where it would have used it; reading never raises.
+A run folder is any folder holding a config.yaml (the engine writes it first). Each of its four
+core files is read on its own; a missing or unreadable one is recorded in `Run.problems` (file ->
+why), the appendix lists it, and the sections that need it say "not available". Reading never raises.
 
-Roles come from the resolved config alone (never from file names, except P2's settings, whose only
+Roles come from the resolved config (never from file names, except P2's settings, whose only
 difference IS their run name, and the demo's stand-in for the supervised P2 checkpoint):
 
     P1 A   task classify, dataset p1, model seed_a (the seed recipe) or resnet18_cifar (strong recipe)
     P1 B   task classify, dataset p1, model convnext_* or efficientnet_lite0
-    P2     task byol (pre-training); task classify + dataset office named ..setting_<A-E> (the default
-           prefix) or listed as a setting's run in <run.dir>/p2_settings/table.csv (the A-E table)
-    P3 A   task segment, model fcn32s;  P3 B: task segment, model deeplabv3_resnet50
+    P2     task byol; task classify + dataset office named ..setting_<A-E>, or listed as a setting's
+           run in <run.dir>/p2_settings/summary.json (written by `dlcv p2-settings`)
+    P3 A   task segment, model fcn32s;  P3 B: task segment, model deeplabv3_*
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from dlcv import runfolder as rf
+
 P1_A_MODELS = {"seed_a": "seed recipe", "resnet18_cifar": "strong recipe"}
 P1_B_PREFIXES = ("convnext_", "efficientnet_lite0")
 SETTING_NAME = re.compile(r"(?:^|_)setting_?([A-E])$")
+SETTINGS_DIR = "p2_settings"
 MAX_SCAN_DEPTH = 3  # a parent folder is searched this many levels down for run folders
+CORE = ((rf.CONFIG, "config", rf.read_config), (rf.META, "meta", rf.read_meta),
+        (rf.SUMMARY, "summary", rf.read_summary), (rf.EPOCHS, "epochs", rf.read_epochs))
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class Run:
     meta: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     epochs: list[dict] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # artefact -> why it is not available
-    role: Role = Role("other", "", "")
+    problems: dict[str, str] = field(default_factory=dict)  # file -> why it is not available
+    role: Role = Role("other", "", "other")
 
     @property
     def name(self) -> str:
@@ -73,123 +76,37 @@ class Run:
         return (self.path / rel).is_file()
 
     def column(self, key: str) -> list[tuple[int, float]]:
-        """(epoch, value) pairs of one epochs.csv column, skipping empty and non-finite cells."""
-        out = []
-        for row in self.epochs:
-            e, v = row.get("epoch"), row.get(key)
-            if isinstance(e, (int, float)) and isinstance(v, (int, float)) and math.isfinite(v):
-                out.append((int(e), float(v)))
-        return out
-
-    def columns(self) -> list[str]:
-        seen: list[str] = []
-        for row in self.epochs:
-            seen += [k for k in row if k not in seen]
-        return seen
-
-
-@dataclass
-class SettingsTable:
-    """<run.dir>/p2_settings/: the A-E table written by `dlcv p2-settings`."""
-    path: Path
-    rows: list[dict] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)
+        return rf.column(self.epochs, key)
 
 
 @dataclass
 class Collection:
     runs: list[Run] = field(default_factory=list)
-    settings_tables: list[SettingsTable] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable p2_settings/summary.json files
 
     def by(self, problem: str, kind: Optional[str] = None) -> list[Run]:
         return [r for r in self.runs if r.role.problem == problem and (kind is None or r.role.kind == kind)]
 
-    def named(self, name: str) -> Optional[Run]:
-        return next((r for r in self.runs if r.name == name), None)
 
-
-# ------------------------------------------------------------------------------------ reading
-def _number(text: str) -> Any:
-    if text is None or text == "":
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        return text
-    return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
-
-
-def read_epochs_csv(path: Path) -> list[dict]:
-    """Rows of epochs.csv with numbers parsed; raises ValueError when it is not a usable table."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "epoch" not in reader.fieldnames:
-            raise ValueError("no 'epoch' column in its header")
-        rows = []
-        for i, row in enumerate(reader, 2):
-            if None in row:  # more cells than header columns
-                raise ValueError(f"line {i} has more cells than the header")
-            parsed = {k: _number(v) for k, v in row.items()}
-            if not isinstance(parsed.get("epoch"), (int, float)):
-                raise ValueError(f"line {i}: epoch {row.get('epoch')!r} is not a number")
-            rows.append(parsed)
-    return rows
-
-
-def _read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
-
-
-def _read_yaml(path: Path) -> dict:
-    from omegaconf import OmegaConf
-
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(data, dict):
-        raise ValueError("not a mapping")
-    return data
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+def why(exc: BaseException, path: Path) -> str:
+    """An exception as a short reason, without the file's path (the report names the file itself)."""
+    lines = str(exc).replace(f"{path}: ", "").strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def load_run(path: Path) -> Run:
     run = Run(Path(path))
-    readers = (("config.yaml", _read_yaml, "config"), ("meta.json", _read_json, "meta"),
-               ("summary.json", _read_json, "summary"), ("epochs.csv", read_epochs_csv, "epochs"))
-    for rel, reader, attr in readers:
-        f = run.path / rel
-        if not f.is_file():
+    for rel, attr, reader in CORE:
+        if not run.has(rel):
             run.problems[rel] = f"{rel} is missing"
             continue
         try:
-            setattr(run, attr, reader(f))
+            setattr(run, attr, reader(run.path))
         except Exception as exc:  # noqa: BLE001 - any unreadable file becomes "not available"
-            run.problems[rel] = f"{rel} is unreadable ({_why(exc)})"
+            run.problems[rel] = f"{rel} is unreadable ({why(exc, run.file(rel))})"
     run.role = role_of(run)
     return run
-
-
-def load_settings_table(path: Path) -> SettingsTable:
-    table = SettingsTable(Path(path))
-    f = table.path / "table.csv"
-    try:
-        with open(f, newline="", encoding="utf-8") as fh:
-            rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-        if not rows or "setting" not in rows[0]:
-            raise ValueError("no 'setting' column")
-        table.rows = rows
-    except FileNotFoundError:
-        table.problems["table.csv"] = "table.csv is missing"
-    except Exception as exc:  # noqa: BLE001
-        table.problems["table.csv"] = f"table.csv is unreadable ({_why(exc)})"
-    return table
 
 
 def role_of(run: Run) -> Role:
@@ -201,27 +118,23 @@ def role_of(run: Run) -> Role:
             return Role("p1", "B", "B (pretrained, fine-tuned)")
         if "sl_standin" in run.name:
             return Role("p2", "sl_standin", "stand-in for pretrain_model_SL.pt")
-    if task == "classify" and run.cfg("dataset") == "office":
-        m = SETTING_NAME.search(run.name)
-        if m:
-            return Role("p2", "setting", f"setting {m.group(1)}", m.group(1))
+    if task == "classify" and run.cfg("dataset") == "office" and (m := SETTING_NAME.search(run.name)):
+        return Role("p2", "setting", f"setting {m.group(1)}", m.group(1))
     if task == "byol":
         return Role("p2", "byol", "BYOL pre-training")
-    if task == "segment":
-        if model == "fcn32s":
-            return Role("p3", "A", "A (VGG16-FCN32s)")
-        if model.startswith("deeplabv3"):
-            return Role("p3", "B", "B (DeepLabv3-ResNet50)")
+    if task == "segment" and model == "fcn32s":
+        return Role("p3", "A", "A (VGG16-FCN32s)")
+    if task == "segment" and model.startswith("deeplabv3"):
+        return Role("p3", "B", "B (DeepLabv3-ResNet50)")
     return Role("other", "", "other")
 
 
-# ------------------------------------------------------------------------------------ finding
-def _scan(folder: Path, depth: int, found_runs: list[Path], found_tables: list[Path]) -> None:
-    if (folder / "config.yaml").is_file():
-        found_runs.append(folder)
+def _scan(folder: Path, depth: int, runs: list[Path], tables: list[Path]) -> None:
+    if (folder / rf.CONFIG).is_file():
+        runs.append(folder)
         return  # a run folder's sub-folders (eval/, features/ ...) are its own
-    if folder.name == "p2_settings" and (folder / "table.csv").exists():
-        found_tables.append(folder)
+    if folder.name == SETTINGS_DIR and (folder / rf.SUMMARY).is_file():
+        tables.append(folder / rf.SUMMARY)
         return
     if depth <= 0:
         return
@@ -230,40 +143,38 @@ def _scan(folder: Path, depth: int, found_runs: list[Path], found_tables: list[P
     except OSError:
         return
     for child in children:
-        _scan(child, depth - 1, found_runs, found_tables)
+        _scan(child, depth - 1, runs, tables)
+
+
+def _setting_roles(runs: list[Run], tables: list[Path], problems: list[str]) -> None:
+    """Settings fine-tuned under another --prefix: p2_settings/summary.json names each one's run folder."""
+    by_path = {r.path.resolve(): r for r in runs}
+    for table in dict.fromkeys(t.resolve() for t in tables):
+        try:
+            rows = rf.read_json(table).get("rows") or []
+        except (OSError, ValueError) as exc:
+            problems.append(f"{table}: {why(exc, table)}")
+            continue
+        for row in rows:
+            name, where = str(row.get("setting", "")), row.get("run")
+            run = by_path.get(Path(str(where)).resolve()) if where else None
+            if run is not None and len(name) == 1 and name in "ABCDE" and run.role.problem == "other":
+                run.role = Role("p2", "setting", f"setting {name}", name)
 
 
 def discover(paths: Iterable[Path]) -> Collection:
-    """Every run folder (and p2_settings table) at or below the given paths, each read once."""
-    run_dirs: list[Path] = []
-    tables: list[Path] = []
-    roots = []
-    for p in paths:
-        p = Path(p)
-        roots.append(p)
-        _scan(p, MAX_SCAN_DEPTH, run_dirs, tables)
-        if (p / "config.yaml").is_file() and (p.parent / "p2_settings").is_dir():
-            _scan(p.parent / "p2_settings", 0, [], tables)  # a settings run given alone: its table
-    seen: set[Path] = set()
-    runs = []
-    for d in run_dirs:
-        key = d.resolve()
-        if key not in seen:
-            seen.add(key)
-            runs.append(load_run(d))
-    table_objs, seen_t = [], set()
-    for t in tables:
-        if t.resolve() not in seen_t:
-            seen_t.add(t.resolve())
-            table_objs.append(load_settings_table(t))
-    # settings fine-tuned with another --prefix: p2_settings/table.csv names each setting's run folder
-    by_path = {r.path.resolve(): r for r in runs}
-    for t in table_objs:
-        for row in t.rows:
-            name, where = str(row.get("setting", "")), row.get("run")
-            run = by_path.get(Path(str(where)).resolve()) if where else None
-            if run is not None and name in "ABCDE" and len(name) == 1 and run.role.problem == "other":
-                run.role = Role("p2", "setting", f"setting {name}", name)
+    """Every run folder at or below the given paths, each read once, in problem/role order."""
+    coll, found, tables = Collection(), [], []
+    for p in map(Path, paths):
+        coll.roots.append(p)
+        _scan(p, MAX_SCAN_DEPTH, found, tables)
+        if (p / rf.CONFIG).is_file():  # a settings run given alone: its table beside it
+            _scan(p.parent / SETTINGS_DIR, 0, [], tables)
+    first: dict[Path, Path] = {}
+    for d in found:  # each real folder read once, shown as first given (relative stays relative)
+        first.setdefault(d.resolve(), d)
+    coll.runs = [load_run(d) for d in first.values()]
+    _setting_roles(coll.runs, tables, coll.problems)
     order = {"p1": 0, "p2": 1, "p3": 2, "other": 3}
-    runs.sort(key=lambda r: (order[r.role.problem], r.role.kind, r.role.setting, r.name))
-    return Collection(runs, table_objs, roots)
+    coll.runs.sort(key=lambda r: (order[r.role.problem], r.role.kind, r.role.setting, r.name))
+    return coll
