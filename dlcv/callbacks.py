@@ -1,8 +1,17 @@
-"""Lightning callbacks shared by every job: the per-epoch log, checkpoints, seeding, timing."""
+"""The engine's own Lightning callbacks: what Lightning's pieces do not do for a run folder.
+
+  EpochLog        epochs.csv / log.txt (dlcv.runfolder), one row per epoch, rows kept in the checkpoint
+  StepLoss        the training loss of every step, for the live curves of Lightning's loggers
+  RunCheckpoints  last / best / epoch_XXX.ckpt: one write per epoch, hard links, finite-weights guard
+  WeightEMA       Lightning's EMAWeightAveraging, with the device, warm-up and final-evaluation fixes
+  SeedEachStep    torch's global RNG reseeded per step (exact resume of dropout / stochastic depth)
+
+Order between them is Lightning's, not the list's: RunCheckpoints is a `Checkpoint`, and Lightning
+runs checkpoint callbacks' epoch-end hooks after every other callback's and the LightningModule's,
+so an epoch's log row (and everything logged up to then) exists before its checkpoint is written.
+"""
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import shutil
@@ -12,9 +21,11 @@ from typing import Optional, Sequence
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint, EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
+from dlcv import runfolder
 from dlcv.errors import NonFiniteLossError
-from dlcv.io import write_text
 from dlcv.seeding import derive_seed
 
 
@@ -30,9 +41,18 @@ def _scalar(v) -> float:
 
 
 class EpochLog(L.Callback):
-    """`epochs.csv` (one row per epoch: every logged epoch metric, lr, epoch/data time, img/s) and
-    `log.txt` (the same as one readable line). The rows live in the checkpoint too, so a resumed
-    run rewrites exactly the log of the uninterrupted one."""
+    """`epochs.csv` and `log.txt` (written by dlcv.runfolder): one row per epoch with every epoch
+    metric logged up to the callbacks' `on_train_epoch_end`, the lr, the epoch time, the time spent
+    waiting for data and the training images/s. The rows live in the checkpoint, so a resumed run
+    rewrites exactly the log of the uninterrupted one.
+
+    Lightning's CSVLogger cannot be this file: it writes one line per logging event (steps and
+    epochs mixed), keeps no state in the checkpoint (a resumed run repeats the steps redone after a
+    kill) and empties a log folder it reopens.
+
+    A LightningModule may define `metrics_before_training() -> dict` (e.g. BYOL's kNN accuracy of
+    the random-init backbone): called on rank 0 when a run starts from step 0, it becomes the
+    "epoch 0" row, the reference the trained epochs are compared with, and goes to the loggers too."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -47,9 +67,18 @@ class EpochLog(L.Callback):
     def load_state_dict(self, state):
         self.rows = list(state.get("rows", []))
 
-    def add_row(self, row: dict) -> None:
-        """A row from elsewhere (e.g. BYOL's epoch-0 reference), replacing one of the same epoch."""
-        self.rows = sorted([r for r in self.rows if r["epoch"] != row["epoch"]] + [row], key=lambda r: r["epoch"])
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_step > 0 or not trainer.is_global_zero:
+            return  # a resumed run has its epoch-0 row in the checkpoint
+        before = getattr(pl_module, "metrics_before_training", dict)()
+        if not before:
+            return
+        row = {"epoch": 0, "step": 0, **before}
+        self.rows = [row]
+        for logger in trainer.loggers:
+            logger.log_metrics(before, step=0)
+        runfolder.write_epochs(self.run_dir, self.rows)
+        print(runfolder.format_epoch(row) + "   (before training, for reference)", flush=True)
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._t_epoch = self._t_last = time.perf_counter()
@@ -61,55 +90,52 @@ class EpochLog(L.Callback):
         self._images += len(batch[0])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # callbacks' batch-end hooks run before the LightningModule's, so a monitor that the module
+        # runs there (BYOL's kNN) is not training time
         self._t_last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        elapsed = time.perf_counter() - self._t_epoch
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
         for k, v in sorted(trainer.callback_metrics.items()):
             if "/" in k and not k.endswith("_step"):
                 row[k.removesuffix("_epoch")] = round(_scalar(v), 6)
-        opt = trainer.optimizers[0] if trainer.optimizers else None
-        if opt is not None:
-            row["lr"] = opt.param_groups[0]["lr"]
-        row["epoch_time_s"] = round(elapsed, 3)  # training + validation + end-of-epoch hooks
+        if trainer.optimizers:
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["epoch_time_s"] = round(time.perf_counter() - self._t_epoch, 3)  # training + validation + hooks
         row["data_time_s"] = round(self._data_time, 3)
         train_time = self._t_last - self._t_epoch  # up to the end of the last training step
         row["images_per_s"] = round(self._images * trainer.world_size / max(train_time, 1e-9), 1)
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
-            self._write()
-            print(self.format(row), flush=True)
-
-    @staticmethod
-    def format(row: dict) -> str:
-        parts = [f"epoch {row['epoch']}"]
-        for k, v in row.items():
-            if k in ("epoch", "step"):
-                continue
-            parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
-        return " | ".join(parts)
-
-    def _write(self):
-        columns: list[str] = []
-        for r in self.rows:
-            columns += [k for k in r if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text(self.run_dir / "epochs.csv", buf.getvalue())
-        write_text(self.run_dir / "log.txt", "".join(self.format(r) + "\n" for r in self.rows))
+            runfolder.write_epochs(self.run_dir, self.rows)
+            print(runfolder.format_epoch(row), flush=True)
 
 
-class RunCheckpoints(L.Callback):
+class StepLoss(L.Callback):
+    """`train/loss_step`: the loss of every training step, for the loggers' live curves (every
+    `trainer.log_every_n_steps` steps), whatever the task logs per epoch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            # Lightning hands back the loss divided by the accumulation count: undo it
+            pl_module.log("train/loss_step", loss.detach() * trainer.accumulate_grad_batches,
+                          on_step=True, on_epoch=False, batch_size=len(batch[0]))
+
+
+class RunCheckpoints(Checkpoint):
     """`checkpoints/last.ckpt` every epoch, `best.ckpt` when the monitored metric improves, and
-    `epoch_XXX.ckpt` at the milestone epochs. All writes are atomic (see AtomicCheckpointIO)."""
+    `epoch_XXX.ckpt` at the milestone epochs; writes are atomic (AtomicCheckpointIO), weights with
+    a non-finite value are never saved.
+
+    Not Lightning's ModelCheckpoint, which writes each of these files separately (a 1.6 GB FCN32s
+    checkpoint three times on a milestone epoch that improves; its save_last="link" is a symlink
+    made by remove-then-create, so a kill in between leaves no last.ckpt), has no list of epochs to
+    keep, and keeps absolute paths in its checkpoint state (a moved run folder forgets its best
+    score on resume). Here an epoch is written once and best / milestones are hard links to it."""
 
     def __init__(self, run_dir: Path, epochs: Sequence[int], monitor: Optional[str], mode: str = "max"):
-        self.dir = Path(run_dir) / "checkpoints"
+        self.dir = Path(run_dir) / runfolder.CHECKPOINTS
         self.epochs = set(epochs)
         self.monitor, self.mode = monitor, mode
         self.best: Optional[float] = None
@@ -120,22 +146,23 @@ class RunCheckpoints(L.Callback):
     def load_state_dict(self, state):
         self.best = state.get("best")
 
+    def _improved(self, trainer) -> bool:
+        if not self.monitor or self.monitor not in trainer.callback_metrics:
+            return False
+        value = _scalar(trainer.callback_metrics[self.monitor])
+        if not math.isfinite(value) or (self.best is not None and
+                                        (value <= self.best if self.mode == "max" else value >= self.best)):
+            return False
+        self.best = value
+        return True
+
     def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
         epoch = trainer.current_epoch + 1
         _check_finite_weights(pl_module, epoch, trainer.global_step)
-        improved = False
-        if self.monitor and self.monitor in trainer.callback_metrics:
-            value = _scalar(trainer.callback_metrics[self.monitor])
-            if math.isfinite(value) and (self.best is None or
-                                         (value > self.best if self.mode == "max" else value < self.best)):
-                self.best, improved = value, True
-        # the state above is saved inside these checkpoints, so save after updating it
+        improved = self._improved(trainer)  # before the save: the best value is part of the checkpoint
         last = self.dir / "last.ckpt"
         trainer.save_checkpoint(last, weights_only=False)
-        # best / milestone copies of the same epoch are hard links: a 1.6 GB FCN32s checkpoint is
-        # written once. The next epoch's last.ckpt is a new file (atomic rename), so links stay valid.
+        # The next epoch's last.ckpt is a new file (atomic rename), so these links stay valid.
         if trainer.is_global_zero:
             if improved:
                 _link(last, self.dir / "best.ckpt")
@@ -164,6 +191,41 @@ def _link(src: Path, dest: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
+
+
+class WeightEMA(EMAWeightAveraging):
+    """An exponential moving average of the weights and buffers (Lightning's EMAWeightAveraging:
+    e_1 = w_1, e_k = decay * e_(k-1) + (1 - decay) * w_k after optimizer step k). Validation during
+    training and every checkpoint's `state_dict` are the averaged weights (the raw ones are in
+    `current_model_state`, the AveragedModel's counter in `averaging_state`), so best.ckpt and the
+    model.pt exported from it are EMA weights; resume restores both. Three changes to Lightning's:
+      - the average lives on the training device (Lightning's `setup` runs before the strategy
+        moves the module, so its default would be the CPU: a device-to-host copy every step);
+      - during the first `warmup_epochs` epochs the average just copies the weights (AveragedModel
+        copies while its counter is 0); an early validation never sees the initial weights either;
+      - a `trainer.validate()` after fit evaluates the weights it was given, not the average."""
+
+    def __init__(self, decay: float, warmup_epochs: int = 0):
+        super().__init__(decay=decay)
+        self.warmup_epochs = warmup_epochs
+
+    def setup(self, trainer, pl_module, stage):
+        if self._device is None:
+            self._device = trainer.strategy.root_device
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch < self.warmup_epochs and self._average_model is not None:
+            self._average_model.n_averaged.zero_()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_end(trainer, pl_module)
 
 
 class SeedEachStep(L.Callback):

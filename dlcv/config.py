@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -45,6 +45,12 @@ class TrainerConfig:
     # epochs (1-based) whose checkpoint is kept besides best and last; empty = first, middle, last
     checkpoint_epochs: list[int] = field(default_factory=list)
     progress: bool = True
+    # live curves (runs/<name>/logs/: TensorBoard + CSV): the per-step values every N optimizer steps
+    log_every_n_steps: int = 10
+    # EMA of the weights (and BN buffers) after every optimizer step: e = decay * e + (1 - decay) * w;
+    # validation, best.ckpt and model.pt use it. 0 = off; e.g. 0.999 (about the last 1000 steps)
+    ema_decay: float = 0.0
+    ema_warmup_epochs: int = 0  # the average just copies the weights during the first N epochs
 
 
 @dataclass
@@ -53,6 +59,7 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd / lars
+    nesterov: bool = False  # sgd: Nesterov momentum
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     schedule: str = "constant"  # constant | cosine | poly | step
     warmup_epochs: float = 0.0
@@ -61,6 +68,11 @@ class OptimConfig:
     step_gamma: float = 0.1
     # LARS (BYOL paper): no weight decay and no adaptation for biases and norm layers
     lars_eta: float = 0.001
+    # classifiers' per-group LRs (dlcv.optim.layerwise_lr_scales): the head trains at lr, the backbone
+    # at lr * backbone_lr_scale * layer_decay ** depth (depth: layers between it and the head, from
+    # the model's layer map); the schedule scales every group alike. 1 and 1 = one lr for all
+    backbone_lr_scale: float = 1.0
+    layer_decay: float = 1.0  # e.g. 0.8: each layer down from the head gets 0.8x the LR of the one above
 
 
 @dataclass
@@ -96,7 +108,8 @@ class MixConfig:
 class ClassifyConfig:
     task: str = "classify"
     dataset: str = "p1"  # p1 | office
-    augment: str = "none"  # dlcv.tasks.classification.AUGMENTS: none | crop_flip[_jitter] | rrc_flip[_jitter]
+    # dlcv.data.augment.classify.AUGMENTS: none | crop_flip[_jitter|_ta|_ra] | rrc_flip[_jitter|_ta]
+    augment: str = "none"
     label_smoothing: float = 0.0
     run: RunConfig = field(default_factory=RunConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -107,24 +120,28 @@ class ClassifyConfig:
     mix: MixConfig = field(default_factory=MixConfig)
 
 
-# task -> its schema; the other jobs keep their schema beside their code ("module:Class")
-SCHEMAS: dict[str, type | str] = {
-    "classify": ClassifyConfig,
-    "byol": "dlcv.jobs.byol:ByolConfig",
-    "segment": "dlcv.jobs.segment:SegmentConfig",
+def _byol_schema() -> type:
+    from dlcv.jobs.byol import ByolConfig
+
+    return ByolConfig
+
+
+def _segment_schema() -> type:
+    from dlcv.jobs.segment import SegmentConfig
+
+    return SegmentConfig
+
+
+# task -> its schema; the other jobs keep theirs beside their code, imported when a config needs it
+SCHEMAS: dict[str, Callable[[], type]] = {
+    "classify": lambda: ClassifyConfig,
+    "byol": _byol_schema,
+    "segment": _segment_schema,
 }
 
 
 def schema_for(task: str) -> type:
-    schema = SCHEMAS[task]
-    if isinstance(schema, str):
-        import importlib
-
-        module, name = schema.split(":")
-        schema = getattr(importlib.import_module(module), name)
-    return schema
-
-
+    return SCHEMAS[task]()
 
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"  # the checkout's configs/ links here

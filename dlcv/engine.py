@@ -1,15 +1,19 @@
-"""The one training engine: a Lightning Trainer configured the same way for every job.
+"""The one training engine: Lightning's Trainer, configured the same way for every job.
 
-It owns devices (CPU / one GPU / many GPUs / many nodes through DDP), mixed precision, seeding,
-the run folder (resolved config, metadata, per-epoch log, checkpoints) and resuming.
+Lightning owns the training loop, devices (CPU / one GPU / many GPUs / many nodes through DDP),
+mixed precision, gradient clipping and accumulation, resuming from a checkpoint, the live curves
+(its CSVLogger and TensorBoardLogger under runs/<name>/logs/, its LearningRateMonitor) and the
+weight EMA (its EMAWeightAveraging). The engine adds what a run folder needs on top
+(dlcv.callbacks): seeding per step, the per-epoch log, the checkpoint files, atomic writes.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -18,28 +22,57 @@ from typing import Any, Optional, Sequence
 import lightning.pytorch as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
-from dlcv import runlock
-from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, milestone_epochs
+from dlcv import runfolder, runlock
+from dlcv.callbacks import EpochLog, RunCheckpoints, SeedEachStep, StepLoss, WeightEMA, milestone_epochs
 from dlcv.config import to_yaml
 from dlcv.data.sets import BatchDataset, passthrough_collate
 from dlcv.errors import ConfigError
-from dlcv.io import atomic_path, load_torch, write_text
+from dlcv.io import atomic_path, load_torch
 from dlcv.seeding import seed_global
 
-# Augmentation lives in the LightningModule's on_after_batch_transfer on purpose (it runs batched on
-# the training device); Lightning warns about that whenever a DataModule is passed too.
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-# BYOL has no validation loop; ArrayDataModule always defines val_dataloader (empty there)
-warnings.filterwarnings("ignore", message=".*passed in a `val_dataloader` but have no `validation_step`.*")
-# Lightning's INFO lines (tips, "100% of batches will be used", ...) drown the per-epoch log
-for _name in ("lightning.pytorch", "lightning.fabric"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+LOGS = "logs"  # runs/<name>/logs/: Lightning's loggers (tensorboard/, csv/version_<k>/)
+
+# Lightning notices that are expected in this project, silenced while the Trainer runs (and only then):
+_EXPECTED_NOTICES = [
+    # augmentation is the LightningModule's on_after_batch_transfer on purpose (batched, on the
+    # training device), and the data come from a DataModule: using the module's hook is what we want
+    dict(message=r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a "
+                 r"`LightningDataModule`"),
+    # torch 2.14 deprecates LeafSpec, which Lightning 2.6's own pytree helper still builds
+    dict(message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning),
+    # log_every_n_steps counts global steps, so short epochs still get their points across epochs
+    dict(message=r"The number of training batches \(\d+\) is smaller than the logging interval"),
+]
 
 
+@contextlib.contextmanager
+def _expected_notices_silenced():
+    with warnings.catch_warnings():
+        for notice in _EXPECTED_NOTICES:  # raised from Lightning's own modules, nowhere else
+            warnings.filterwarnings("ignore", module=r"lightning\.pytorch\.", **notice)
+        yield
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer; `fit` and `validate` run with _EXPECTED_NOTICES silenced, and a
+    `validate` (a job's final evaluation of its best checkpoint) logs nothing to the loggers: it is
+    not a point of the training curves."""
+
+    def fit(self, *args, **kwargs):
+        with _expected_notices_silenced():
+            return super().fit(*args, **kwargs)
+
+    def validate(self, *args, **kwargs):
+        loggers, self.loggers = self.loggers, []
+        try:
+            with _expected_notices_silenced():
+                return super().validate(*args, **kwargs)
+        finally:
+            self.loggers = loggers
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -130,6 +163,12 @@ class ArrayDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers, self.seed, self.drop_last = num_workers, seed, drop_last
+        # Only the loaders that exist are defined, as Lightning's own LightningDataModule.from_datasets
+        # does: a training-only set (BYOL, no validation_step) then has no val loader to warn about.
+        if train is not None:
+            self.train_dataloader = self._train_loader
+        if val is not None:
+            self.val_dataloader = self._val_loader
 
     def _world(self) -> tuple[int, int]:
         t = self.trainer
@@ -141,39 +180,83 @@ class ArrayDataModule(L.LightningDataModule):
                           num_workers=workers, collate_fn=passthrough_collate,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
-    def train_dataloader(self):
+    def _train_loader(self):
         world, rank = self._world()
         sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         per_rank = len(sampler)
         drop_last = self.drop_last and per_rank > self.batch_size  # never drop a whole tiny set
         return self._loader(self.train_set, sampler, self.batch_size, drop_last)
 
-    def val_dataloader(self):
-        if self.val_set is None:
-            return []
+    def _val_loader(self):
         world, rank = self._world()
         sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False)
         return self._loader(self.val_set, sampler, self.eval_batch_size, False)
 
 
-def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
-                  callbacks: Sequence[L.Callback] = (), fitting: bool = True) -> L.Trainer:
-    t = cfg.trainer
+def _check(t) -> None:
     if t.sync_batchnorm and not _uses_gpu(t):
         raise ConfigError("trainer.sync_batchnorm needs GPUs: torch's SyncBatchNorm has no CPU kernels")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"trainer.ema_decay must be in [0, 1) (0 = off), got {t.ema_decay}")
+    if t.ema_warmup_epochs < 0 or t.log_every_n_steps < 1:
+        raise ConfigError("trainer.ema_warmup_epochs must be >= 0 and trainer.log_every_n_steps >= 1")
+
+
+def _fit_callbacks(cfg, run_dir: Path, monitor: Optional[str], mode: str) -> list[L.Callback]:
+    t = cfg.trainer
+    callbacks = [SeedEachStep(cfg.run.seed), EpochLog(run_dir), StepLoss(),
+                 LearningRateMonitor(logging_interval="step"),
+                 RunCheckpoints(run_dir, milestone_epochs(t.epochs, t.checkpoint_epochs), monitor, mode)]
+    if t.ema_decay > 0:
+        callbacks.append(WeightEMA(t.ema_decay, t.ema_warmup_epochs))
+    return callbacks
+
+
+def _loggers(run_dir: Path) -> list:
+    """Live curves, per step and per epoch: TensorBoard (`tensorboard --logdir runs`) and CSV."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    logs = run_dir / LOGS
+    # One TensorBoard run per run folder: a resumed run continues it, and purge_step hides the
+    # events of the steps a killed session took after its last checkpoint (they are redone).
+    tensorboard = TensorBoardLogger(logs, name="", version="tensorboard", default_hp_metric=False,
+                                    purge_step=_checkpoint_step(run_dir), flush_secs=10)
+    # CSVLogger empties a folder it reopens: one version_<k>/metrics.csv per session instead
+    return [tensorboard, CSVLogger(logs, name="csv", flush_logs_every_n_steps=1)]
+
+
+def _checkpoint_step(run_dir: Path) -> Optional[int]:
+    """The optimizer step last.ckpt was saved at (a run is resumed exactly when it exists), else None."""
+    last = resume_path(run_dir)
+    if last is None:
+        return None
+    try:  # mmap: the step only, not gigabytes of weights
+        return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception:  # an unreadable last.ckpt is reported, clearly, by the resume itself
+        return None
+
+
+def _quiet_lightning_info() -> None:
+    # Lightning's INFO lines (tips, "GPU available", ...) would drown the per-epoch log
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
+                  callbacks: Sequence[L.Callback] = (), fitting: bool = True) -> L.Trainer:
+    """The Trainer of a job. fitting=True: a training run of `run_dir`, with the engine's callbacks,
+    its checkpoints and the loggers; False: evaluation (or a benchmark), nothing written."""
+    t = cfg.trainer
+    _check(t)
     if t.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    all_callbacks: list[L.Callback] = []
-    if fitting:
-        # order matters: the log row of an epoch must exist before that epoch's checkpoint is saved
-        all_callbacks += [SeedEachStep(cfg.run.seed), EpochLog(run_dir),
-                          RunCheckpoints(run_dir, milestone_epochs(t.epochs, t.checkpoint_epochs), monitor, mode)]
-    all_callbacks += list(callbacks)
+    _quiet_lightning_info()
+    all_callbacks = (_fit_callbacks(cfg, run_dir, monitor, mode) if fitting else []) + list(callbacks)
 
     def limit(v):
         return int(v) if v > 1 else float(v)
 
-    return L.Trainer(
+    return Trainer(
         accelerator=t.accelerator, devices=_devices(t), num_nodes=t.num_nodes, strategy=t.strategy,
         # "warn" as in seed_run: Lightning's True would make ops without a deterministic CUDA kernel
         # (adaptive_avg_pool2d / bilinear interpolate backward: every ResNet, DeepLab) raise mid-run
@@ -182,7 +265,8 @@ def build_trainer(cfg, run_dir: Path, monitor: Optional[str], mode: str = "max",
         max_epochs=t.epochs, gradient_clip_val=t.grad_clip or None, accumulate_grad_batches=t.accumulate,
         limit_train_batches=limit(t.limit_train_batches), limit_val_batches=limit(t.limit_val_batches),
         check_val_every_n_epoch=t.val_every, num_sanity_val_steps=0,
-        callbacks=all_callbacks, logger=False, enable_checkpointing=False,
+        callbacks=all_callbacks, logger=_loggers(run_dir) if fitting else False, log_every_n_steps=t.log_every_n_steps,
+        enable_checkpointing=fitting,  # RunCheckpoints is the checkpoint callback (no default ModelCheckpoint)
         enable_progress_bar=t.progress, enable_model_summary=False, use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
     )
@@ -194,24 +278,27 @@ def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) 
     --resume included); refuse to clobber a finished run."""
     run_dir = Path(cfg.run.dir) / cfg.run.name
     runlock.acquire(run_dir, command)
-    if run_dir.exists() and not resume and not overwrite and any((run_dir / "checkpoints").glob("*.ckpt")):
+    checkpoints = run_dir / runfolder.CHECKPOINTS
+    if run_dir.exists() and not resume and not overwrite and any(checkpoints.glob("*.ckpt")):
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue it, "
                               f"--overwrite to start again, or run.name=<another name>")
     if overwrite and not resume and run_dir.exists():
-        for stale in list((run_dir / "checkpoints").glob("*.ckpt")) + [run_dir / "epochs.csv", run_dir / "log.txt"]:
+        for stale in list(checkpoints.glob("*.ckpt")) + [run_dir / runfolder.EPOCHS, run_dir / runfolder.LOG]:
             stale.unlink(missing_ok=True)
+    if resume_path(run_dir) is None:  # training starts from step 0: earlier curves are stale
+        shutil.rmtree(run_dir / LOGS, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     # a run killed while writing a checkpoint leaves its temp file (the checkpoint itself is intact:
     # atomic rename); nothing writes checkpoints yet, so the leftovers can go
-    for leftover in list((run_dir / "checkpoints").glob(".*.tmp")) + list((run_dir / "checkpoints").glob(".*.link")):
+    for leftover in list(checkpoints.glob(".*.tmp")) + list(checkpoints.glob(".*.link")):
         leftover.unlink(missing_ok=True)
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
-    write_text(run_dir / "meta.json", json.dumps(run_metadata(cfg, command), indent=2) + "\n")
+    runfolder.write_config(run_dir, to_yaml(cfg))
+    runfolder.write_meta(run_dir, run_metadata(cfg, command))
     return run_dir
 
 
 def resume_path(run_dir: Path) -> Optional[str]:
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = Path(run_dir) / runfolder.CHECKPOINTS / "last.ckpt"
     return str(last) if last.is_file() else None
 
 

@@ -4,34 +4,34 @@
 
 Outputs in runs/<name>/ (besides the engine's config.yaml, meta.json, checkpoints/):
   epochs.csv / log.txt   loss, collapse std, tau, kNN accuracy (+ an epoch-0 row: random init) and
-                         its time, lr, epoch time, train/images_per_s (source images per second,
-                         each gives two views, kNN monitor excluded)
+                         its time, lr, epoch time, images_per_s (source images per second of
+                         training steps, each gives two views, kNN monitor excluded)
   figures/schedules.png  the per-step LR and tau curves
   backbone.pt            the online backbone of the LAST epoch as a torchvision ResNet state_dict
                          (no fc.*): `resnet50(weights=None).load_state_dict(sd, strict=False)`
                          misses only fc.weight/fc.bias, and fine-tuning takes it as
                          `model.pretrained=runs/<name>/backbone.pt`. The last epoch, not the "best":
                          BYOL's loss is not comparable across epochs (tau moves the target), and
-                         picking by the kNN monitor would select on validation images.
+                         picking by the kNN monitor would select on validation images. With
+                         trainer.ema_decay > 0: the EMA of the weights (the engine's WeightEMA).
   summary.json           final numbers (what the demo and the report read)
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from dlcv import runfolder
 from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, to_dict
 from dlcv.data.augment import ByolAugmentConfig
 from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
 from dlcv.errors import ConfigError
-from dlcv.io import save_torch, write_text
+from dlcv.io import save_torch
 
 _AUG = ByolAugmentConfig()  # the paper's augmentation defaults, reused as this config's defaults
 
@@ -113,14 +113,6 @@ def load_knn_data(cfg):
     return KnnData(bank_images, bank_labels, val.images, val.labels, NUM_CLASSES)
 
 
-def read_epochs(run_dir: Path) -> list[dict]:
-    path = run_dir / "epochs.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
 def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = False) -> dict:
     from dlcv.data.mini import load_mini_folder
     from dlcv.models.byol import backbone_state_dict
@@ -144,7 +136,7 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
         return {}
 
     save_torch(backbone_state_dict(task.byol), run_dir / "backbone.pt")
-    rows = read_epochs(run_dir)
+    rows = runfolder.read_epochs(run_dir)
     trained = [r for r in rows if r.get("epoch", 0) >= 1]
     knn = {int(r["epoch"]): r["knn/acc"] for r in rows if r.get("knn/acc") is not None}
     last = trained[-1] if trained else {}
@@ -157,10 +149,10 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
         "collapse_std_healthy": round(1 / cfg.model.proj_dim ** 0.5, 6),
         "knn_acc": {str(e): a for e, a in sorted(knn.items())},
         "knn_random_init": knn.get(0), "knn_final": knn.get(max(knn)) if knn else None,
-        "images_per_s": last.get("train/images_per_s"),  # last epoch, training only (no monitor)
+        "images_per_s": last.get("images_per_s"),  # last epoch, training steps only (no monitor)
         "backbone_file": str(run_dir / "backbone.pt"),
     }
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    runfolder.write_summary(run_dir, summary)
     knn_note = (f"; kNN acc {summary['knn_random_init']:.2%} (random init) -> {summary['knn_final']:.2%}"
                 if knn and summary["knn_random_init"] is not None else "")
     print(f"{cfg.run.name}: loss {summary['final_loss']}, collapse std {summary['final_collapse_std']} "

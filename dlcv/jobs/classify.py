@@ -1,10 +1,11 @@
 """The classification job (P1 A/B, P2 fine-tuning), top to bottom: data, fit, evaluate, figures."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
+from dlcv import runfolder
+from dlcv.analysis.architecture import draw_run_architecture
 from dlcv.analysis.classification_eval import write_evaluation
 from dlcv.analysis.features import FeatureDump, feature_figures
 from dlcv.callbacks import milestone_epochs
@@ -12,7 +13,7 @@ from dlcv.config import to_dict
 from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset, ImageSet
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
-from dlcv.io import export_model, load_torch, load_weights, write_text
+from dlcv.io import export_model, load_torch, load_weights
 from dlcv.tasks.classification import ClassificationTask
 
 
@@ -51,7 +52,9 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     dm = datamodule(cfg, train, val)
     trainer.fit(task, datamodule=dm, ckpt_path=resume_path(run_dir) if resume else None, weights_only=True)
 
-    # final evaluation of the best epoch (by validation accuracy) on every rank, written by rank 0
+    # final evaluation of the best epoch (by validation accuracy) on every rank, written by rank 0.
+    # With trainer.ema_decay > 0 a checkpoint's state_dict holds the EMA weights (the raw ones are
+    # its current_model_state): what was validated, evaluated here and exported in model.pt.
     best = run_dir / "checkpoints" / "best.ckpt"
     ckpt = load_torch(best if best.is_file() else run_dir / "checkpoints" / "last.ckpt")
     task.load_state_dict(ckpt["state_dict"])
@@ -69,10 +72,12 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     summary["val_acc"] = evaluation["accuracy"]
     summary["val_images"] = evaluation["images"]
     export_model(run_dir, to_dict(cfg), task.state_dict(), {"summary": summary})
+    if cfg.dataset == "p1":  # the report's P1 architecture figures (1.1)
+        draw_run_architecture(task.model, int(val.images.shape[-1]), run_dir)
     if cfg.features.enabled:
         figures = feature_figures(run_dir, cfg.features.tsne_perplexity, cfg.run.seed, cfg.model.num_classes)
         summary["figures"] = sorted(str(p.relative_to(run_dir)) for p in figures.values())
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    runfolder.write_summary(run_dir, summary)
     print(f"{cfg.run.name}: validation accuracy {summary['val_acc']:.2%} (best epoch {summary['best_epoch']}) "
           f"-> {run_dir}", flush=True)
     return summary

@@ -1,6 +1,9 @@
 """Resolved-config values as the short phrases the report's implementation tables show."""
 from __future__ import annotations
 
+import functools
+import json
+
 from dlcv.report.runs import Run
 
 SEGMENTERS = {  # replaced by dlcv.models.segmentation's own descriptions
@@ -12,10 +15,15 @@ SEGMENTERS = {  # replaced by dlcv.models.segmentation's own descriptions
 def typed(run: Run):
     """The run's resolved config read back into its typed schema (defaults fill keys an older run
     lacks), or None when it no longer validates."""
+    return _typed(json.dumps(run.config, sort_keys=True)) if run.config else None
+
+
+@functools.lru_cache(maxsize=64)
+def _typed(config_json: str):  # a report asks ~30 phrases of each run: validate its config once
     from dlcv.config import load_config
 
     try:
-        return load_config(base=run.config) if run.config else None
+        return load_config(base=json.loads(config_json))
     except Exception:  # noqa: BLE001 - an unreadable config is "?" in a table, never a crash
         return None
 

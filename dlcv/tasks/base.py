@@ -52,6 +52,11 @@ class Task(L.LightningModule):
                 f"training stopped, the last good checkpoint is kept. Lower optim.lr, enable "
                 f"trainer.grad_clip, or use trainer.precision=32-true to find the cause.")
 
+    def metrics_before_training(self) -> dict:
+        """Metrics of the model before its first step: the "epoch 0" row of epochs.csv, written by
+        the engine's EpochLog (rank 0, runs that start from step 0). None by default."""
+        return {}
+
     def setup(self, stage: str) -> None:
         if self.cfg.trainer.channels_last:
             self.to(memory_format=torch.channels_last)

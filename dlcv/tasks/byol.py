@@ -16,11 +16,13 @@ Monitors, one value per epoch in epochs.csv:
   train/collapse_std  std over the batch of L2-normalised online projections, averaged over the
                       d dimensions: -> 0 on collapse, ~1/sqrt(d) (0.0625 for d = 256) when healthy
   train/tau           the EMA rate at the epoch's last step
-  train/images_per_s  source images per second (each gives two views), all ranks, monitor excluded
   knn/acc             kNN accuracy of BACKBONE features (the thing fine-tuning gets), Office-Home
                       train as the memory bank -> Office-Home val; rank 0 only, every
                       `byol.knn_every` epochs and at the last one. An "epoch 0" row holds the
-                      random-init backbone's kNN accuracy, the reference BYOL must beat.
+                      random-init backbone's kNN accuracy, the reference BYOL must beat
+                      (`metrics_before_training`).
+The engine's `images_per_s` column counts source images (each gives two views) per second of
+training steps, all ranks; the kNN monitor runs after the last step's timing, so it is excluded.
 
 kNN rule: features in eval mode (BN running statistics), L2-normalised; the k nearest bank images
 by cosine similarity vote for their class. `knn_weighting=cosine` (default) weighs each vote by
@@ -42,7 +44,6 @@ import torchvision
 from torch import nn
 from torchmetrics import MeanMetric
 
-from dlcv.callbacks import EpochLog
 from dlcv.data.augment import ByolAugmentConfig, byol_views
 from dlcv.models.byol import BYOL, collapse_std
 from dlcv.models.classifiers import Preprocess
@@ -199,31 +200,21 @@ class ByolTask(Task):
         every = self.cfg.byol.knn_every
         return self.knn is not None and every > 0 and (epoch % every == 0 or epoch == self.trainer.max_epochs)
 
-    def on_train_start(self):
-        if not self.trainer.is_global_zero:
-            return
-        self._plot_schedules()
-        if self.knn is not None and self.cfg.byol.knn_every > 0 and self.global_step == 0:
-            # the reference every later epoch is compared with: the random-init backbone
-            acc = self.knn_accuracy()
-            row = {"epoch": 0, "step": 0, "knn/acc": round(acc, 6)}
-            for cb in self.trainer.callbacks:
-                if isinstance(cb, EpochLog):  # an epoch-0 row in epochs.csv (kept on resume)
-                    cb.add_row(row)
-            print(EpochLog.format(row) + "   (random-init backbone, for reference)", flush=True)
+    def metrics_before_training(self) -> dict:
+        """The random-init backbone's kNN accuracy: the reference every later epoch is compared with."""
+        if self.knn is None or self.cfg.byol.knn_every <= 0:
+            return {}
+        return {"knn/acc": round(self.knn_accuracy(), 6)}
 
-    def on_train_epoch_start(self):
-        self._epoch_start, self._epoch_images = time.perf_counter(), 0
+    def on_train_start(self):
+        if self.trainer.is_global_zero:
+            self._plot_schedules()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self._epoch_images += len(batch[0])
         if batch_idx + 1 != self.trainer.num_training_batches:
             return
-        # the epoch's last step is done (and the target updated): log before EpochLog writes the row.
-        # Training throughput without the kNN monitor (EpochLog's images_per_s includes it).
-        elapsed = time.perf_counter() - self._epoch_start
-        self.log("train/images_per_s", round(self._epoch_images * self.trainer.world_size / elapsed, 1),
-                 on_step=False, on_epoch=True, rank_zero_only=True, batch_size=1)
+        # the epoch's last step is done (and the target updated). Logged here, not at the epoch's
+        # end: the engine's per-epoch row takes what is logged before the callbacks' epoch-end hooks.
         epoch = self.current_epoch + 1
         if self._knn_due(epoch) and self.trainer.is_global_zero:  # rank 0 alone: each image once
             t0 = time.perf_counter()
