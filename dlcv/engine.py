@@ -34,7 +34,6 @@ from dlcv.errors import ConfigError
 from dlcv.io import atomic_path, load_torch
 from dlcv.seeding import seed_global
 
-LOGS = "logs"  # runs/<name>/logs/: Lightning's loggers (tensorboard/, csv/version_<k>/)
 
 # Lightning notices that are expected in this project, silenced while the Trainer runs (and only then):
 _EXPECTED_NOTICES = [
@@ -216,7 +215,7 @@ def _loggers(run_dir: Path) -> list:
     """Live curves, per step and per epoch: TensorBoard (`tensorboard --logdir runs`) and CSV."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    logs = run_dir / LOGS
+    logs = run_dir / runfolder.LOGS
     # One TensorBoard run per run folder: a resumed run continues it, and purge_step hides the
     # events of the steps a killed session took after its last checkpoint (they are redone).
     tensorboard = TensorBoardLogger(logs, name="", version="tensorboard", default_hp_metric=False,
@@ -286,7 +285,7 @@ def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) 
         for stale in list(checkpoints.glob("*.ckpt")) + [run_dir / runfolder.EPOCHS, run_dir / runfolder.LOG]:
             stale.unlink(missing_ok=True)
     if resume_path(run_dir) is None:  # training starts from step 0: earlier curves are stale
-        shutil.rmtree(run_dir / LOGS, ignore_errors=True)
+        shutil.rmtree(run_dir / runfolder.LOGS, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     # a run killed while writing a checkpoint leaves its temp file (the checkpoint itself is intact:
     # atomic rename); nothing writes checkpoints yet, so the leftovers can go

@@ -7,6 +7,7 @@
                 eval/metrics.json, eval/iou.md   the best epoch's evaluation
                 checkpoints/     last.ckpt, best.ckpt, epoch_XXX.ckpt (the engine's)
                 model.pt         the exported model the graded scripts load (dlcv.io.export_model)
+                logs/            live curves by Lightning's loggers: tensorboard/, csv/version_<k>/metrics.csv
 
 Every job, `dlcv p2-settings`, the demo and the report go through these functions, so a file is
 written one way and parsed one way. JSON has no NaN: non-finite numbers are written as null.
@@ -31,6 +32,7 @@ SUMMARY = "summary.json"
 METRICS = "eval/metrics.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model.pt"
+LOGS = "logs"
 
 
 # ------------------------------------------------------------------------------------ JSON
