@@ -36,10 +36,12 @@ def _config(tmp_path: Path, model: str) -> Path:
     # FCN32s with plain SGD: no optimizer state, so each checkpoint is "only" its 0.5 GB of weights
     optim = "  name: sgd\n  momentum: 0.0\n  lr: 1.0e-3\n" if model == "fcn32s" else "  name: adam\n  lr: 1.0e-3\n"
     extra = "  aux_loss_weight: 0.4\n" if model != "fcn32s" else ""
+    # both losses train end to end: FCN32s with cross entropy (+ a final evaluation with flip TTA),
+    # DeepLabv3 with focal loss
+    loss = "loss:\n  name: ce\neval:\n  tta: flip\n" if model == "fcn32s" else "loss:\n  name: focal\n"
     path = tmp_path / f"{model}.yaml"
     path.write_text(f"task: segment\nmodel:\n  name: {model}\n{extra}optim:\n{optim}"
-                    "data:\n  batch_size: 2\n  crop: 64\n"
-                    "loss:\n  name: focal\n"
+                    "data:\n  batch_size: 2\n  crop: 64\n" + loss +
                     "masks:\n  ids: ['0001', '0004']\n"
                     "trainer:\n  epochs: 1\n  limit_train_batches: 1\n  progress: false\n")
     return path
@@ -88,6 +90,13 @@ def _check_run(run: Path, model: str) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model"] == model and summary["pretrained"] == "random init"
     assert summary["val_miou"] == pytest.approx(metrics["miou"])
+    assert summary["loss"] == ("ce" if model == "fcn32s" else "focal")
+    if model == "fcn32s":  # eval.tta: flip -> the best epoch evaluated once more, with TTA
+        tta = json.loads((run / "eval" / "tta" / "metrics.json").read_text())
+        assert tta["tta"] == "flip" and np.sum(tta["confusion"]) == 5 * 64 * 64
+        assert summary["val_miou_tta"] == pytest.approx(tta["miou"]) and summary["eval_tta"]["mode"] == "flip"
+    else:
+        assert "val_miou_tta" not in summary and not (run / "eval" / "tta").exists()
 
 
 def test_train_deeplab_smoke(deeplab_run):
@@ -127,6 +136,18 @@ def test_ddp_evaluation_equals_single_process(deeplab_run, tmp_path):
     assert ddp["confusion"] == single["confusion"]  # exactly: no image dropped or counted twice
     assert np.sum(ddp["confusion"]) == 5 * 64 * 64
     assert ddp["miou"] == single["miou"]
+
+
+def test_evaluate_with_tta_and_a_bad_mode(deeplab_run, tmp_path, capsys):
+    model = str(deeplab_run / "model.pt")
+    assert cli_main(["evaluate", model, "eval.tta=flip_multiscale", "eval.tta_scales=[0.5,1.0]",
+                     "--out", str(tmp_path / "tta")]) == 0
+    metrics = json.loads((tmp_path / "tta" / "metrics.json").read_text())
+    assert metrics["tta"] == "flip_multiscale" and metrics["tta_scales"] == [0.5, 1.0]
+    assert np.sum(metrics["confusion"]) == 5 * 64 * 64 and 0.0 <= metrics["miou"] <= 1.0
+    assert "TTA flips (h, v) x scales 0.5/1: 6 passes" in capsys.readouterr().out
+    assert cli_main(["evaluate", model, "eval.tta=d4", "--out", str(tmp_path / "bad")]) == 2
+    assert "eval.tta must be one of none, flip, multiscale, flip_multiscale" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- score-masks

@@ -322,3 +322,45 @@ def test_fcn32s_cpu_fc6_equals_the_convolution(fcn):
     grads_ref = torch.autograd.grad(reference, (y, fcn.fc6.weight), g)
     for a, b in zip(grads_fast, grads_ref):
         assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- other ImageNet weights, descriptions
+def test_deeplabv3_imagenet1k_v2_backbone_offline(monkeypatch, hub_dir, no_network):
+    """ResNet50_Weights.IMAGENET1K_V2 by name (any case, with or without "imagenet:"), from the hub
+    cache file torchvision would download it to, through the config as training builds it."""
+    from dlcv.config import load_config, to_dict
+    from dlcv.tasks.segmentation import SegmentationTask
+
+    monkeypatch.setenv("DLCV_OFFLINE", "1")
+    with pytest.raises(WeightsError) as exc:  # not cached yet: the message names the V2 file
+        deeplabv3_resnet50(backbone_weights="IMAGENET1K_V2")
+    assert "resnet50-11ad3fa6.pth" in str(exc.value) and "IMAGENET1K_V2" in str(exc.value)
+    state = _resnet50_state(6)
+    (hub_dir / "checkpoints").mkdir(parents=True)
+    torch.save(state, hub_dir / "checkpoints" / "resnet50-11ad3fa6.pth")
+    for spec in ("IMAGENET1K_V2", "imagenet:imagenet1k_v2"):
+        m = deeplabv3_resnet50(backbone_weights=spec)
+        assert torch.equal(m.backbone.conv1.weight, state["conv1.weight"]) and "IMAGENET1K_V2" in m.pretrained
+    cfg = load_config(overrides=["task=segment", "model.name=deeplabv3_resnet50", "model.pretrained=IMAGENET1K_V2"])
+    task = SegmentationTask(to_dict(cfg))
+    assert torch.equal(task.segmenter.net.backbone.layer3[5].conv2.weight, state["layer3.5.conv2.weight"])
+    assert task.segmenter.pretrained == "ResNet50_Weights.IMAGENET1K_V2"
+    # inference rebuilds never read the file again: the weights are in the checkpoint
+    (hub_dir / "checkpoints" / "resnet50-11ad3fa6.pth").unlink()
+    assert SegmentationTask(to_dict(cfg), inference=True).segmenter.pretrained == "random init"
+
+
+def test_vgg16_features_weights_are_refused(no_network):
+    with pytest.raises(WeightsError, match="another input normalisation"):
+        load_vgg16_features("IMAGENET1K_FEATURES")
+
+
+def test_describe_segmenter():
+    from dlcv.models.segmentation import describe_segmenter
+
+    text = describe_segmenter({"name": "deeplabv3_resnet50", "pretrained": "IMAGENET1K_V2", "aux_loss_weight": 0.4})
+    assert "dilated ResNet-50" in text and "IMAGENET1K_V2" in text and "loss weight 0.4" in text
+    text = describe_segmenter({"name": "fcn32s", "pretrained": "imagenet", "dropout": 0.5})
+    assert "element-wise dropout 0.5" in text and "IMAGENET1K_V1" in text
+    assert describe_segmenter({"name": "fcn32s", "pretrained": "none"}).endswith("random init")
+    assert "local file /w/vgg.pth" in describe_segmenter({"name": "fcn32s", "pretrained": "/w/vgg.pth"})

@@ -13,6 +13,10 @@ PREDICT_INPUTS = {"p1": ("IMAGE_DIR", "OUT_CSV"), "p2": ("IMAGES_CSV", "IMAGE_DI
                   "p3": ("IMAGE_DIR", "OUT_DIR")}
 TTA_HELP = ("flip test-time augmentation: p1/p2 average the softmax of the image and its horizontal mirror; "
             "p3 of the image and its horizontal and vertical mirrors (3x the compute)")
+TTA_MODE_HELP = ("p3 only: none | flip (= --tta) | multiscale | flip_multiscale (flips x scales, ~9.4x the compute) "
+                 "| auto (hw1_3.sh's default: flip_multiscale on a GPU within a time budget, none on a CPU); "
+                 "default: $DLCV_P3_TTA, else none")
+TTA_SCALES_HELP = "p3 only: multi-scale TTA scales (default: the checkpoint's eval.tta_scales, else 0.75,1,1.25)"
 
 
 def predictor(problem: str) -> Callable[..., int]:
@@ -31,6 +35,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("inputs", nargs="+", help=" | ".join(f"{p}: {' '.join(i)}" for p, i in PREDICT_INPUTS.items()))
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument("--tta-mode", metavar="MODE", help=TTA_MODE_HELP)
+    parser.add_argument("--tta-scales", metavar="S,S,...", help=TTA_SCALES_HELP)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -38,7 +44,18 @@ def run_predict(args: argparse.Namespace) -> int:
     if len(args.inputs) != len(expected):
         print(f"error: predict {args.problem} takes CHECKPOINT {' '.join(expected)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return predictor(args.problem)(args.checkpoint, *args.inputs, tta=args.tta)
+    p3_options = {"tta_mode": args.tta_mode, "tta_scales": args.tta_scales}
+    if args.problem != "p3":
+        given = [f"--{k.replace('_', '-')}" for k, v in p3_options.items() if v is not None]
+        if given:
+            print(f"error: {', '.join(given)}: p3 options (p1/p2 have --tta)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return predictor(args.problem)(args.checkpoint, *args.inputs, tta=args.tta)
+    if args.tta and args.tta_mode is not None and args.tta_mode.strip().lower() != "flip":
+        print(f"error: --tta means --tta-mode flip; it contradicts --tta-mode {args.tta_mode}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    tta = True if args.tta else args.tta_mode
+    return predictor("p3")(args.checkpoint, *args.inputs, tta=tta, scales=args.tta_scales)
 
 
 def run_fetch(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dlcv.errors import CheckpointError
@@ -97,11 +98,83 @@ def predict_labels(config: dict, state_dict: dict, images: np.ndarray, batch_siz
     return torch.cat(out).numpy()
 
 
+# ------------------------------------------------------------------ P3 test-time augmentation
+TTA_MODES = ("none", "flip", "multiscale", "flip_multiscale")
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+def tta_views(mode: str, scales=DEFAULT_TTA_SCALES) -> list[tuple[float, int | None]]:
+    """(scale, flipped dim or None) of each forward pass of a P3 TTA mode, in the order they run:
+    flip = the image and its horizontal and vertical mirrors (the training augmentation flips both
+    ways); multiscale = the image at each of `scales`; flip_multiscale = both (3 x len(scales))."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; known: {', '.join(TTA_MODES)}")
+    flips = (None, -1, -2) if "flip" in mode else (None,)
+    sizes = tuple(float(s) for s in scales) if "multiscale" in mode else (1.0,)
+    if not sizes or min(sizes) <= 0:
+        raise ValueError(f"TTA scales must be positive numbers, got {list(scales)}")
+    return [(s, d) for s in sizes for d in flips]
+
+
+def tta_cost(mode: str, scales=DEFAULT_TTA_SCALES) -> float:
+    """Compute of a TTA mode in plain forward passes (a pass at scale s costs about s^2)."""
+    return sum(s * s for s, _ in tta_views(mode, scales))
+
+
+def describe_tta(mode: str, scales=DEFAULT_TTA_SCALES) -> str:
+    """`flip_multiscale` -> 'flips (h, v) x scales 0.75/1/1.25: 9 passes, ~9.4x the compute'."""
+    if mode == "none":
+        return "none"
+    parts = ["flips (h, v)"] if "flip" in mode else []
+    if "multiscale" in mode:
+        parts.append("scales " + "/".join(f"{float(s):g}" for s in scales))
+    n, cost = len(tta_views(mode, scales)), tta_cost(mode, scales)
+    return f"{' x '.join(parts)}: {n} passes, ~{cost:.3g}x the compute; mean softmax"
+
+
+def _resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """x at `size` (bilinear, align_corners=False, no antialiasing: the training zoom's resampling);
+    uint8 images become [0, 1] floats, which the Segmenter takes as well."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    x = x if x.is_floating_point() else x.float().div(255)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def segment_scores(segmenter: nn.Module, x: torch.Tensor, mode: str = "none",
+                   scales=DEFAULT_TTA_SCALES) -> torch.Tensor:
+    """Per-pixel class scores (N,C,H,W) of a batch (uint8 or [0, 1] float) for a P3 TTA mode.
+
+    none: the logits (one pass). Otherwise the mean softmax over the views of :func:`tta_views`,
+    each mapped back to the input's frame first: a view at scale s sees the image resized to
+    round(s*H) x round(s*W) and its logits are resized back to H x W (bilinear) before the
+    softmax; a mirrored view's logits are mirrored back (a flip is its own inverse). The softmax
+    is taken in float32 whatever the autocast dtype.
+    """
+    if mode == "none":
+        return segmenter(x)
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    views = tta_views(mode, scales)
+    total = None
+    for scale, dim in views:
+        xs = _resized(x, tuple(max(1, round(n * scale)) for n in size))
+        logits = segmenter(xs if dim is None else xs.flip(dim))
+        logits = (logits if dim is None else logits.flip(dim)).float()
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        probs = logits.softmax(1)
+        total = probs if total is None else total.add_(probs)
+    return total.div_(len(views))
+
+
 @torch.inference_mode()
-def predict_logits(segmenter: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+def predict_logits(segmenter: nn.Module, x: torch.Tensor, tta: bool | str = False,
+                   scales=DEFAULT_TTA_SCALES) -> torch.Tensor:
     """Class scores for a batch (uint8 or [0, 1] float, on the segmenter's device).
 
-    tta=False: the logits. tta=True: the mean softmax of the image, its horizontal mirror and its
-    vertical mirror, each mapped back (the training augmentation flips both ways): 3 forward passes.
+    tta: False / "none": the logits. True / "flip": the mean softmax of the image, its horizontal
+    mirror and its vertical mirror, each mapped back: 3 forward passes. "multiscale" /
+    "flip_multiscale": see :func:`segment_scores` (``scales``).
     """
-    return flip_tta_probabilities(segmenter, x, (-1, -2), dense=True) if tta else segmenter(x)
+    mode = ("flip" if tta else "none") if isinstance(tta, bool) else str(tta)
+    return segment_scores(segmenter, x, mode, scales)

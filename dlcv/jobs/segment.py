@@ -3,7 +3,8 @@
 `dlcv train configs/p3/<recipe>.yaml` -> runs/<name>/ with config.yaml, meta.json, epochs.csv
 (train/loss, val/loss, val/miou, val/pixel_acc, val/iou_<class> per epoch), log.txt,
 checkpoints/{last,best,epoch_XXX}.ckpt (best = highest val/miou), masks/epoch_XXX/*.png,
-eval/{iou.md,metrics.json} (the best epoch's official per-class IoU and confusion matrix),
+eval/{iou.md,metrics.json} (the best epoch's official per-class IoU and confusion matrix; with
+`eval.tta` set, also eval/tta/ with test-time augmentation and `val_miou_tta` in summary.json),
 figures/masks_over_epochs*.png, model.pt (for hw1_3.sh) and summary.json.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dlcv.data.satellite import load_satellite_split
 from dlcv.data.sets import BatchDataset, ImageSet
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
 from dlcv.errors import DataError
+from dlcv.graded.models import describe_tta
 from dlcv.io import export_model, load_torch, load_weights, write_text
 from dlcv.seg_iou import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
@@ -63,6 +65,15 @@ class SegLossConfig:
 
 
 @dataclass
+class SegEvalConfig:
+    # test-time augmentation of the final evaluation (eval/tta/) and of `dlcv evaluate`; the
+    # per-epoch validation is always plain. none | flip | multiscale | flip_multiscale
+    # (dlcv.graded.models.segment_scores, what hw1_3.sh runs; its `auto` is flip_multiscale on a GPU)
+    tta: str = "none"
+    tta_scales: list[float] = field(default_factory=lambda: [0.75, 1.0, 1.25])  # also hw1_3.sh's scales
+
+
+@dataclass
 class MasksConfig:
     enabled: bool = True
     epochs: list[int] = field(default_factory=list)  # 1-based; empty = first, middle, last
@@ -81,6 +92,7 @@ class SegmentConfig:
     model: SegModelConfig = field(default_factory=SegModelConfig)
     augment: SegAugmentConfig = field(default_factory=SegAugmentConfig)
     loss: SegLossConfig = field(default_factory=SegLossConfig)
+    eval: SegEvalConfig = field(default_factory=SegEvalConfig)
     masks: MasksConfig = field(default_factory=MasksConfig)
 
 
@@ -154,6 +166,8 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
         "mean_epoch_time_s": _mean([r.get("epoch_time_s") for r in epoch_rows]),
         "train_images_per_s": _mean([r.get("images_per_s") for r in epoch_rows]),
     }
+    if cfg.eval.tta != "none":
+        summary.update(_tta_evaluation(cfg, trainer, task, dm, run_dir / "eval" / "tta", best_epoch, len(val)))
     export_model(run_dir, to_dict(cfg), task.state_dict(), {"summary": summary})
     if cfg.masks.enabled:
         figures = mask_figures(run_dir, cfg.run.name)
@@ -161,6 +175,26 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"{cfg.run.name}: validation mIoU {result['miou']:.2%} (best epoch {best_epoch}) -> {run_dir}", flush=True)
     return summary
+
+
+def _tta_evaluation(cfg, trainer, task, dm, out_dir: Path, best_epoch: int, images: int) -> dict:
+    """The best epoch once more with the test-time augmentation of cfg.eval -> out_dir (iou.md,
+    metrics.json) and the summary's `val_miou_tta` / `eval_tta` (run on every rank, rank 0 writes)."""
+    tta = describe_tta(cfg.eval.tta, cfg.eval.tta_scales)
+    task.eval_tta = cfg.eval.tta
+    try:
+        trainer.validate(task, datamodule=dm, verbose=False)
+    finally:
+        task.eval_tta = "none"
+    if not trainer.is_global_zero:
+        return {}
+    result = iou_from_confusion(task.last_confusion)
+    write_iou_report(out_dir, result, f"{cfg.run.name}: validation IoU at the best epoch ({best_epoch}), TTA {tta}",
+                     {"best_epoch": best_epoch, "images": images, "tta": cfg.eval.tta,
+                      "tta_scales": list(cfg.eval.tta_scales)})
+    print(f"{cfg.run.name}: with TTA ({tta}): validation mIoU {result['miou']:.2%}", flush=True)
+    return {"val_miou_tta": _finite(result["miou"]), "eval_tta": {"mode": cfg.eval.tta, "scales": list(
+        cfg.eval.tta_scales), "text": tta}}
 
 
 def _finite(v):
@@ -181,6 +215,7 @@ def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: d
     for k, v in trainer_overrides.items():
         setattr(cfg.trainer, k, v)
     task = SegmentationTask(to_dict(cfg), inference=True)
+    task.eval_tta = cfg.eval.tta
     load_weights(task, state_dict, source)
     _, val = load_sets(cfg, train=False)
     trainer = build_trainer(cfg, out_dir, monitor=None, fitting=False)
@@ -188,9 +223,11 @@ def evaluate(config: dict, state_dict: dict, out_dir: Path, trainer_overrides: d
     if not trainer.is_global_zero:
         return {}
     result = iou_from_confusion(task.last_confusion)
-    payload = write_iou_report(out_dir, result, f"{cfg.run.name}: validation IoU",
-                               {"images": len(val), "world_size": trainer.world_size})
+    tta = describe_tta(cfg.eval.tta, cfg.eval.tta_scales)
+    extra = {} if cfg.eval.tta == "none" else {"tta": cfg.eval.tta, "tta_scales": list(cfg.eval.tta_scales)}
+    payload = write_iou_report(out_dir, result, f"{cfg.run.name}: validation IoU" + (f", TTA {tta}" if extra else ""),
+                               {"images": len(val), "world_size": trainer.world_size, **extra})
     print(format_iou_table(result), flush=True)
-    print(f"validation mIoU {result['miou']:.4%} on {len(val)} images ({trainer.world_size} process(es)) "
-          f"-> {out_dir}", flush=True)
+    print(f"validation mIoU {result['miou']:.4%} on {len(val)} images ({trainer.world_size} process(es), "
+          f"TTA {tta}) -> {out_dir}", flush=True)
     return payload

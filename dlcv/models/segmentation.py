@@ -5,7 +5,10 @@ return logits (N,num_classes,H,W) at the input size, for any H, W.
 
 Pretrained weights are given as a *spec*: ``None`` / ``""`` / ``"none"`` (random init), a path to a
 local torchvision state-dict file, or ``"imagenet"`` (the torchvision enum: VGG16_Weights.IMAGENET1K_V1,
-ResNet50_Weights.IMAGENET1K_V1; ``"IMAGENET1K_V2"`` etc. pick another member). ``"imagenet"`` reads
+ResNet50_Weights.IMAGENET1K_V1; ``"IMAGENET1K_V2"`` / ``"imagenet:IMAGENET1K_V2"`` pick another member:
+ResNet50_Weights.IMAGENET1K_V2 is torchvision's newer recipe, 80.9% ImageNet top-1 against 76.1%,
+file resnet50-11ad3fa6.pth; VGG16_Weights.IMAGENET1K_FEATURES is refused: it expects another input
+normalisation). An enum spec reads
 ``torch.hub.get_dir()/checkpoints/<file name of the enum url>`` first; when that file is missing and
 ``DLCV_OFFLINE=1`` it fails at once with a message naming the file, its URL and the folder, and
 otherwise tries the torchvision download, turning a network failure into the same message
@@ -51,6 +54,11 @@ def _enum_member(enum_cls, spec: str):
 def _resolve_state_dict(spec: str, enum_cls) -> tuple[dict, str]:
     """(state dict, human-readable source) of a non-random weights spec."""
     member = _enum_member(enum_cls, spec) if isinstance(spec, str) else None
+    if member is not None and member.name == "IMAGENET1K_FEATURES":
+        # amdegroot's SSD VGG16 features take 0..255 inputs minus the mean (std 1/255), not the
+        # ImageNet mean/std that Segmenter applies: the features would see inputs 58x too small
+        raise WeightsError(f"{enum_cls.__name__}.IMAGENET1K_FEATURES expects another input normalisation "
+                           f"than this model's (ImageNet mean/std); use imagenet (IMAGENET1K_V1)")
     if member is not None:
         return enum_state_dict(member), f"{enum_cls.__name__}.{member.name}"
     return load_state_dict_file(spec), str(spec)
@@ -345,6 +353,32 @@ def build_segmenter(name: str, num_classes: int = 7, pretrained: str | None = "n
     return Segmenter(net, name)
 
 
+def describe_segmenter(model_cfg) -> str:
+    """The report's one-line description of a P3 model from its config section (a dict or a typed
+    config): architecture, where its pretrained weights come from, dropout / auxiliary head."""
+    def get(key, default):
+        return model_cfg.get(key, default) if hasattr(model_cfg, "get") else getattr(model_cfg, key, default)
+
+    name, spec = str(get("name", "?")), get("pretrained", "none")
+    if name == "fcn32s":
+        text = ("VGG16-FCN32s: VGG16 conv1-5 + pools, fc6/fc7 as convolutions "
+                f"(element-wise dropout {float(get('dropout', 0.5)):g}), 1×1 score, one 32× transposed conv "
+                "initialised bilinear")
+        enum_cls, part = torchvision.models.VGG16_Weights, "VGG16"
+    elif name == "deeplabv3_resnet50":
+        aux = float(get("aux_loss_weight", 0.0) or 0.0)
+        text = ("DeepLabv3 with a dilated ResNet-50 (output stride 8), ASPP head, bilinear upsampling"
+                + (f", auxiliary FCN head on layer3 (loss weight {aux:g})" if aux > 0 else ""))
+        enum_cls, part = torchvision.models.ResNet50_Weights, "ResNet-50 backbone"
+    else:
+        return name
+    if _is_random(spec):
+        return text + "; random init"
+    member = _enum_member(enum_cls, str(spec))
+    source = f"ImageNet {member.name}" if member is not None else f"local file {spec}"
+    return f"{text}; {part} from {source}"
+
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "bilinear_kernel", "load_vgg16_features", "FCN32s",
            "DeepLabV3ResNet50", "load_resnet50_backbone", "deeplabv3_resnet50", "Segmenter", "build_segmenter",
-           "SEGMENTATION_MODELS"]
+           "SEGMENTATION_MODELS", "describe_segmenter"]

@@ -1,6 +1,11 @@
 """P3 semantic segmentation: joint image/mask augmentation on the device, cross entropy or focal
 loss, and the official mIoU from one 7x7 confusion matrix accumulated over the whole validation set.
 
+Test-time augmentation (``eval.tta``: none | flip | multiscale | flip_multiscale, ``eval.tta_scales``;
+:func:`dlcv.graded.models.segment_scores`, the same function hw1_3.sh runs) applies where the job
+sets :attr:`SegmentationTask.eval_tta`: the final evaluation of a run and ``dlcv evaluate``, never
+the per-epoch validation that picks the best epoch.
+
 Metric: :class:`dlcv.seg_metrics.ConfusionMatrix` (a torchmetrics Metric summed over DDP ranks;
 the engine's evaluation sampler gives every validation image to exactly one rank, so no image is
 counted twice). Each epoch logs ``val/miou`` (the checkpoint monitor, higher is better),
@@ -23,6 +28,8 @@ from torchmetrics import MeanMetric
 
 from dlcv.data import augment as aug
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES, NUM_CLASSES
+from dlcv.errors import ConfigError
+from dlcv.graded.models import TTA_MODES, segment_scores
 from dlcv.models.segmentation import build_segmenter
 from dlcv.seg_iou import iou_from_confusion
 from dlcv.seg_metrics import ConfusionMatrix
@@ -80,6 +87,12 @@ class SegmentationTask(Task):
             raise ValueError(f"unknown loss {self.cfg.loss.name!r}; known: {LOSSES}")
         if mcfg.aux_loss_weight < 0:
             raise ValueError(f"model.aux_loss_weight must be >= 0, got {mcfg.aux_loss_weight}")
+        if self.cfg.eval.tta not in TTA_MODES or not self.cfg.eval.tta_scales or min(self.cfg.eval.tta_scales) <= 0:
+            raise ConfigError(f"eval.tta must be one of {', '.join(TTA_MODES)} and eval.tta_scales positive "
+                              f"numbers; got {self.cfg.eval.tta!r}, {list(self.cfg.eval.tta_scales)}")
+        # the TTA of validation: "none" for the per-epoch validation (it picks the best epoch and
+        # stays comparable across runs); the job sets cfg.eval.tta for the final evaluation
+        self.eval_tta = "none"
         # inference: the weights come from the checkpoint; never fetch pretrained files again
         self.segmenter = build_segmenter(mcfg.name, NUM_CLASSES, "none" if inference else mcfg.pretrained,
                                          aux_loss=mcfg.aux_loss_weight > 0, dropout=mcfg.dropout)
@@ -114,8 +127,12 @@ class SegmentationTask(Task):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.segmenter(x)
-        loss = segmentation_loss(logits, y, self.cfg.loss.name, self.cfg.loss.focal_gamma)
+        if self.eval_tta == "none":
+            logits = self.segmenter(x)
+            loss = segmentation_loss(logits, y, self.cfg.loss.name, self.cfg.loss.focal_gamma)
+        else:  # mean softmax of the TTA views; the loss is the cross entropy of that mean
+            logits = segment_scores(self.segmenter, x, self.eval_tta, self.cfg.eval.tta_scales)
+            loss = F.nll_loss(logits.clamp_min(1e-8).log(), y, ignore_index=IGNORE)
         self.val_loss.update(loss, weight=len(y))
         self.val_confusion.update(logits.argmax(1), y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
