@@ -90,7 +90,9 @@ def resolve_precision(tcfg) -> str:
     if tcfg.precision != "auto":
         return tcfg.precision
     if _uses_gpu(tcfg):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        # bf16 tensor cores from compute capability 8 (Ampere) on; recent torch reports bf16 as
+        # "supported" on a 2080 Ti (7.5) too, emulated and slow, so ask the hardware, not torch
+        return "bf16-mixed" if torch.cuda.get_device_capability()[0] >= 8 else "16-mixed"
     return "32-true"  # bf16 autocast is slower than fp32 on CPUs without AMX
 
 

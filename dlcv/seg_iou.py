@@ -281,17 +281,13 @@ def write_iou_report(out_dir: str | Path, result: dict, title: str, extra: dict 
     """``metrics.json`` (IoUs, both means, the 7x7 confusion matrix) and ``iou.md`` in out_dir.
 
     JSON has no NaN: absent classes have ``"iou": null`` and a NaN mean is written as null."""
-    import json
+    from dlcv.runfolder import finite_or_none, write_json
 
     out_dir = Path(out_dir)
-
-    def finite(v: float):
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-    payload = {
+    payload = finite_or_none({
         "title": title,
-        "miou": finite(result["miou"]),
-        "miou_official": finite(result["miou_official"]),
+        "miou": result["miou"],
+        "miou_official": result["miou_official"],
         "per_class": result["per_class"],
         "present_classes": result["present_classes"],
         "absent_classes": result["absent_classes"],
@@ -301,7 +297,7 @@ def write_iou_report(out_dir: str | Path, result: dict, title: str, extra: dict 
         "class_names": list(CLASS_NAMES),
         **({"num_files": result["num_files"]} if "num_files" in result else {}),
         **(extra or {}),
-    }
-    write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    })
+    write_json(out_dir / "metrics.json", payload)
     write_text(out_dir / "iou.md", iou_markdown(result, title))
     return payload

@@ -9,15 +9,16 @@ figures/masks_over_epochs*.png, model.pt (for hw1_3.sh) and summary.json.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from dlcv import runfolder
+from dlcv.analysis.architecture import draw_run_architecture
 from dlcv.analysis.masks_over_epochs import MaskSnapshots, mask_figures
-from dlcv.callbacks import EpochLog, milestone_epochs
+from dlcv.callbacks import milestone_epochs
 from dlcv.config import DataConfig, OptimConfig, RunConfig, TrainerConfig, from_dict, to_dict
 from dlcv.data.cache import cache_dir
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
@@ -26,7 +27,8 @@ from dlcv.data.sets import BatchDataset, ImageSet
 from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
 from dlcv.errors import DataError
 from dlcv.graded.models import describe_tta
-from dlcv.io import export_model, load_torch, load_weights, write_text
+from dlcv.io import export_model, load_torch, load_weights
+from dlcv.references import P3_MASK_IDS
 from dlcv.seg_iou import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
 
@@ -78,7 +80,7 @@ class MasksConfig:
     enabled: bool = True
     epochs: list[int] = field(default_factory=list)  # 1-based; empty = first, middle, last
     # validation ids; QUOTE them in YAML: an unquoted 0013 is read as the octal number 11
-    ids: list[str] = field(default_factory=lambda: ["0013", "0062", "0104"])
+    ids: list[str] = field(default_factory=lambda: list(P3_MASK_IDS))
     alpha: float = 0.3  # fill opacity of the overlays
 
 
@@ -141,7 +143,6 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     trainer = build_trainer(cfg, run_dir, monitor="val/miou", mode="max", callbacks=callbacks)
     dm = datamodule(cfg, train, val)
     trainer.fit(task, datamodule=dm, ckpt_path=resume_path(run_dir) if resume else None, weights_only=True)
-    epoch_rows = next((cb.rows for cb in trainer.callbacks if isinstance(cb, EpochLog)), [])
 
     # final evaluation of the best epoch (by val/miou) on every rank, written by rank 0
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -155,24 +156,27 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     title = f"{cfg.run.name}: validation IoU at the best epoch ({best_epoch})"
     write_iou_report(run_dir / "eval", result, title, {"best_epoch": best_epoch, "images": len(val)})
     print(format_iou_table(result), flush=True)
+    epoch_rows = runfolder.read_epochs(run_dir)
     summary = {
         "task": "segment", "model": cfg.model.name, "pretrained": task.segmenter.pretrained,
         "loss": cfg.loss.name, "crop": cfg.data.crop, "best_epoch": best_epoch, "epochs": cfg.trainer.epochs,
         "params": sum(p.numel() for p in task.segmenter.parameters()),
-        "val_images": len(val), "val_miou": _finite(result["miou"]),
-        "val_miou_official": _finite(result["miou_official"]),
-        "val_iou": {CLASS_NAMES[i]: _finite(result["iou"][i]) for i in range(EVAL_CLASSES)},
+        "val_images": len(val), "val_miou": float(result["miou"]),
+        "val_miou_official": float(result["miou_official"]),
+        "val_iou": {CLASS_NAMES[i]: float(result["iou"][i]) for i in range(EVAL_CLASSES)},
         "absent_classes": [CLASS_NAMES[i] for i in result["absent_classes"]],
         "mean_epoch_time_s": _mean([r.get("epoch_time_s") for r in epoch_rows]),
         "train_images_per_s": _mean([r.get("images_per_s") for r in epoch_rows]),
     }
     if cfg.eval.tta != "none":
         summary.update(_tta_evaluation(cfg, trainer, task, dm, run_dir / "eval" / "tta", best_epoch, len(val)))
+    summary = runfolder.finite_or_none(summary)  # a class absent from validation has no IoU: null, not NaN
     export_model(run_dir, to_dict(cfg), task.state_dict(), {"summary": summary})
+    draw_run_architecture(task.segmenter, int(val.images.shape[-1]), run_dir)  # the report's 3.1 / 3.2
     if cfg.masks.enabled:
         figures = mask_figures(run_dir, cfg.run.name)
         summary["figures"] = sorted(str(p.relative_to(run_dir)) for p in figures.values())
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    runfolder.write_summary(run_dir, summary)
     print(f"{cfg.run.name}: validation mIoU {result['miou']:.2%} (best epoch {best_epoch}) -> {run_dir}", flush=True)
     return summary
 
@@ -193,12 +197,8 @@ def _tta_evaluation(cfg, trainer, task, dm, out_dir: Path, best_epoch: int, imag
                      {"best_epoch": best_epoch, "images": images, "tta": cfg.eval.tta,
                       "tta_scales": list(cfg.eval.tta_scales)})
     print(f"{cfg.run.name}: with TTA ({tta}): validation mIoU {result['miou']:.2%}", flush=True)
-    return {"val_miou_tta": _finite(result["miou"]), "eval_tta": {"mode": cfg.eval.tta, "scales": list(
+    return {"val_miou_tta": float(result["miou"]), "eval_tta": {"mode": cfg.eval.tta, "scales": list(
         cfg.eval.tta_scales), "text": tta}}
-
-
-def _finite(v):
-    return None if v is None or v != v else float(v)  # JSON has no NaN
 
 
 def _mean(values) -> float | None:

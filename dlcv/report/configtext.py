@@ -6,12 +6,6 @@ import json
 
 from dlcv.report.runs import Run
 
-SEGMENTERS = {  # replaced by dlcv.models.segmentation's own descriptions
-    "fcn32s": "VGG16-FCN32s: VGG16 conv1-5 + pools, fc6/fc7 as convolutions, 1×1 score, one 32× transposed conv",
-    "deeplabv3_resnet50": "DeepLabv3 with a dilated ResNet-50 (output stride 8), ASPP head, bilinear upsampling",
-}
-
-
 def typed(run: Run):
     """The run's resolved config read back into its typed schema (defaults fill keys an older run
     lacks), or None when it no longer validates."""
@@ -36,8 +30,11 @@ def model(run: Run) -> str:
         from dlcv.models.classifiers import describe_classifier
 
         return describe_classifier(cfg.model)
-    name = str(run.cfg("model.name", "") or run.cfg("model.backbone", "") or "?")
-    return SEGMENTERS.get(name, name)
+    if cfg.task == "segment":
+        from dlcv.models.segmentation import describe_segmenter
+
+        return describe_segmenter(cfg.model)
+    return str(run.cfg("model.backbone", "?"))  # BYOL: its backbone
 
 
 def optimizer(run: Run) -> str:
