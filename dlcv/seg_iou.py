@@ -259,12 +259,12 @@ def format_iou_table(result: dict) -> str:
 
 def iou_markdown(result: dict, title: str = "") -> str:
     """The per-class IoU table as Markdown (absent classes marked, both means explained)."""
+    from dlcv.runfolder import markdown_table
+
     lines = [f"# {title}", ""] if title else []
-    lines += ["| class | name | IoU | TP | P (pred) | G (truth) |", "|---:|---|---:|---:|---:|---:|"]
-    for c in result["per_class"]:
-        iou = "absent" if c["absent"] else f"{c['iou']:.4f}"
-        lines.append(f"| {c['class']} | {c['name']} | {iou} | {c['tp']} | {c['pred']} | {c['gt']} |")
-    lines.append("")
+    rows = [[c["class"], c["name"], "absent" if c["absent"] else f"{c['iou']:.4f}", c["tp"], c["pred"], c["gt"]]
+            for c in result["per_class"]]
+    lines.append(markdown_table(["class", "name", "IoU", "TP", "P (pred)", "G (truth)"], rows, numeric=(0, 2, 3, 4, 5)))
     if result["absent_classes"]:
         names = ", ".join(f"{c['class']} {c['name']}" for c in result["per_class"] if c["absent"])
         lines.append(f"**mIoU over the {len(result['present_classes'])} present classes: {result['miou']:.4f}** "
