@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from dlcv.bench.digits import write_digits_p1  # noqa: F401 - the tests' real P1-layout images
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,20 +33,3 @@ def run_graded(script: str, *args, ckpt: Path | None = None, home: Path, extra_e
         env[f"DLCV_P{script[4]}_CKPT"] = str(ckpt)
     return subprocess.run(["bash", str(REPO / script), *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
-
-
-def write_digits_p1(root: Path, n_val: int = 297, size: int = 32) -> Path:
-    """scikit-learn's bundled 8x8 digits (real data) written in the P1 layout, upscaled to 32x32 RGB."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = (digits.images * (255 / 16)).astype(np.uint8)
-    order = np.random.default_rng(0).permutation(len(images))
-    for split, idx in (("val_50", order[:n_val]), ("train_50", order[n_val:])):
-        folder = root / "p1_data" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in idx:
-            img = Image.fromarray(images[i]).resize((size, size), Image.BILINEAR).convert("RGB")
-            img.save(folder / f"{digits.target[i]}_{i}.png")
-    return root

@@ -11,6 +11,7 @@ import torchvision.transforms.functional as TF
 
 from dlcv.data import augment as A
 from dlcv.data.augment import geometric, photometric
+from dlcv.data.augment.autoaugment import RandAugment, TrivialAugmentWide
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -45,6 +46,8 @@ OPS = {
     "solarize": lambda x, g: A.solarize(x, g, p=0.5),
     "byol_v1": lambda x, g: A.byol_views(x, g, out_size=24)[0],
     "byol_v2": lambda x, g: A.byol_views(x, g, out_size=24)[1],
+    "trivial_augment_wide": lambda x, g: TrivialAugmentWide()(x, g),
+    "randaugment": lambda x, g: RandAugment()(x, g),
 }
 
 

@@ -95,9 +95,9 @@ def test_efficientnet_lite0_wheel_weights_are_real_imagenet_weights():
 def test_efficientnet_lite0_equals_timms_weight_for_weight():
     """Ours is plain PyTorch (the graded environment has no timm); same names, same outputs."""
     timm = pytest.importorskip("timm")  # a test extra: always installed by `make test`
+    from dlcv.models.classifiers import efficientnet_lite0_file
     from dlcv.models.efficientnet_lite import EfficientNetLite0
     from dlcv.models.weights import load_state_dict_file
-    from dlcv.models.classifiers import efficientnet_lite0_file
 
     reference = timm.create_model("efficientnet_lite0", pretrained=False)
     reference.load_state_dict(dict(zip(reference.state_dict(), load_state_dict_file(efficientnet_lite0_file()).values())))
@@ -157,3 +157,65 @@ def test_an_older_model_section_is_upgraded():
     old = {"name": "seed_a", "num_classes": 50, "dropout": 0.0, "width": 96, "extra": {}}
     assert ModelConfig.from_dict(old) == ModelConfig(name="seed_a", dropout=0.25, hidden=96)
     assert from_dict({"task": "classify", "model": old}).model.hidden == 96
+
+
+# ---------------------------------------------------------------------------- layer maps (layer-wise LR decay)
+
+def _depths(name: str, **kw) -> dict[str, int]:
+    from dlcv.models.classifiers import MODELS
+    from dlcv.optim import layerwise_lr_scales
+
+    model = build_classifier(cfg(name=name, **kw))
+    names = [n for n, _ in model.named_parameters()]
+    scales = layerwise_lr_scales(OmegaConf.create({"layer_decay": 0.5, "backbone_lr_scale": 1.0}), names,
+                                 MODELS[name].layer_id)
+    import math
+
+    return {n: round(-math.log2(s)) for n, s in scales.items()}  # decay 0.5: scale = 2^-depth
+
+
+def test_convnext_layer_map_one_layer_per_block():
+    d = _depths("convnext_tiny")
+    assert d["head.weight"] == 0 and d["backbone.net.classifier.0.weight"] == 0  # the final norm goes with the head
+    assert d["backbone.net.features.7.2.block.0.weight"] == 1  # the last block
+    assert d["backbone.net.features.7.0.layer_scale"] == 3
+    assert d["backbone.net.features.6.1.weight"] == 3  # downsampling goes with the block it feeds
+    assert d["backbone.net.features.5.8.block.0.weight"] == 4 and d["backbone.net.features.5.0.block.0.weight"] == 12
+    assert d["backbone.net.features.1.0.block.0.weight"] == 18
+    assert d["backbone.net.features.0.0.weight"] == d["backbone.net.features.0.1.bias"] == 19  # the stem
+    assert len(set(d.values())) == 20  # head, 18 blocks (3 + 3 + 9 + 3), stem
+
+
+def test_efficientnet_lite0_layer_map_stem_blocks_head():
+    d = _depths("efficientnet_lite0")
+    assert d["head.weight"] == 0
+    assert d["backbone.net.conv_head.weight"] == d["backbone.net.bn2.weight"] == 1
+    assert {d[n] for n in d if n.startswith("backbone.net.blocks.6.")} == {2}
+    assert {d[n] for n in d if n.startswith("backbone.net.blocks.0.")} == {8}
+    assert d["backbone.net.conv_stem.weight"] == d["backbone.net.bn1.bias"] == 9
+    assert len(set(d.values())) == 10
+
+
+@pytest.mark.parametrize("name,layers", [("resnet18_cifar", 10), ("resnet18", 10), ("fastnet", 5)])
+def test_resnet_and_fastnet_layer_maps(name, layers):
+    d = _depths(name, width=8) if name != "resnet18" else _depths(name)
+    assert d["head.weight"] == 0 and len(set(d.values())) == layers
+    stem = "backbone.stem.0.weight" if name == "fastnet" else "backbone.net.conv1.weight"
+    assert d[stem] == layers - 1
+
+
+def test_layer_decay_needs_a_layer_map():
+    from dlcv.models.classifiers import MODELS
+
+    assert MODELS["seed_a"].layer_id is None  # layer_decay with seed_a: a clear error (tests/test_optim.py)
+
+
+def test_fastnet_shapes_width_and_description():
+    from dlcv.models.classifiers import describe_classifier
+
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    model = build_classifier(cfg(name="fastnet", width=16))
+    assert model(x).shape == (2, 50) and model.features(x).shape == (2, 64)
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 16, 64, 64, 64, 64]
+    assert "16-64-64 channels" in describe_classifier(cfg(name="fastnet", width=16))
+    assert build_classifier(cfg(name="fastnet")).features(x).shape == (2, 256)  # width 0 = airbench94's 64

@@ -179,3 +179,111 @@ def test_build_optimizer_from_project_config():
     assert isinstance(opt, LARS) and opt.param_groups[0]["eta"] == 0.002
     cfg = OmegaConf.structured(OptimConfig(name="adamw", betas=[0.9, 0.95]))
     assert build_optimizer(cfg, nn.Linear(3, 3).named_parameters()).param_groups[0]["betas"] == (0.9, 0.95)
+
+
+# ---------------------------------------------------------------------------- per-group LRs (LLRD, head/backbone)
+
+def _stack():
+    """A 'classifier' with a 3-block backbone and a head; layer id = the block index."""
+    return nn.ModuleDict({"backbone": nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 4)),
+                          "head": nn.Linear(4, 2)})
+
+
+def _block(name: str) -> tuple:
+    return (100,) if name.startswith("head.") else (int(name.split(".")[1]),)
+
+
+def _lr_of(opt) -> dict[int, float]:
+    return {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "lars"])
+def test_layer_decay_and_backbone_scale_give_lr_times_scale_times_decay_to_the_depth(name):
+    from dlcv.optim import layerwise_lr_scales
+
+    m = _stack()
+    cfg = _cfg(name, layer_decay=0.5, backbone_lr_scale=0.2)
+    scales = layerwise_lr_scales(cfg, [n for n, _ in m.named_parameters()], _block)
+    # depths: head 0, backbone.2 1, backbone.1 (BN) 2, backbone.0 3
+    expected = {"head.weight": 1.0, "head.bias": 1.0, "backbone.2.weight": 0.2 * 0.5, "backbone.2.bias": 0.2 * 0.5,
+                "backbone.1.weight": 0.2 * 0.25, "backbone.1.bias": 0.2 * 0.25,
+                "backbone.0.weight": 0.2 * 0.125, "backbone.0.bias": 0.2 * 0.125}
+    assert scales == pytest.approx(expected)
+    opt = build_optimizer(cfg, m.named_parameters(), lr_scales=scales)
+    lr = _lr_of(opt)
+    for n, p in m.named_parameters():
+        assert lr[id(p)] == pytest.approx(0.1 * expected[n]), n
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)  # the head's group first (the logged lr)
+    if name != "adam":  # the decay rule holds inside every LR group
+        for g in opt.param_groups:
+            assert (g["weight_decay"] == 0.0) == all(p.ndim <= 1 for p in g["params"])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.parameters()))
+
+
+def test_head_and_backbone_lrs_without_layer_decay():
+    from dlcv.optim import describe_optimizer, layerwise_lr_scales
+
+    m = _stack()
+    cfg = _cfg("adamw", backbone_lr_scale=0.1, layer_decay=1.0)
+    scales = layerwise_lr_scales(cfg, [n for n, _ in m.named_parameters()])  # no layer map needed
+    lr = _lr_of(build_optimizer(cfg, m.named_parameters(), lr_scales=scales))
+    assert [lr[id(p)] for p in m["head"].parameters()] == pytest.approx([0.1, 0.1])
+    assert [lr[id(p)] for p in m["backbone"].parameters()] == pytest.approx([0.01] * 6)
+    assert "lr on the head, 0.1× lr on the backbone" in describe_optimizer(cfg)
+    assert "layer-wise" not in describe_optimizer(cfg)
+    with pytest.raises(ValueError, match="layer map"):
+        layerwise_lr_scales(_cfg("sgd", layer_decay=0.8), ["head.weight"], None)
+    with pytest.raises(ValueError, match="layer_decay"):
+        layerwise_lr_scales(_cfg("sgd", layer_decay=1.5), ["head.weight"], _block)
+
+
+def test_depths_are_architectural_when_the_bottom_is_frozen():
+    from dlcv.optim import layerwise_lr_scales
+
+    m = _stack()
+    for p in m["backbone"][0].parameters():
+        p.requires_grad_(False)
+    cfg = _cfg("sgd", layer_decay=0.5)
+    scales = layerwise_lr_scales(cfg, [n for n, _ in m.named_parameters()], _block)
+    opt = build_optimizer(cfg, m.named_parameters(), lr_scales=scales)
+    lr = _lr_of(opt)
+    assert id(m["backbone"][0].weight) not in lr  # frozen: not in the optimizer
+    assert lr[id(m["backbone"][1].weight)] == pytest.approx(0.1 * 0.25)  # still depth 2
+
+
+def test_describe_optimizer_renders_nesterov_and_layer_decay():
+    from dlcv.optim import describe_optimizer
+
+    text = describe_optimizer(_cfg("sgd", nesterov=True, layer_decay=0.75, backbone_lr_scale=1.0))
+    assert text.startswith("SGD (lr 0.1, Nesterov momentum 0.9")
+    assert "layer-wise LR decay 0.75 (×0.75 per layer below the head)" in text
+    assert build_optimizer(_cfg("sgd", nesterov=True), nn.Linear(2, 2)).param_groups[0]["nesterov"]
+
+
+def test_the_schedule_scales_every_group_alike(tmp_path):
+    """ClassificationTask: the optimizer's groups under the base's per-step LambdaLR keep their
+    ratios at every step, and the head follows lr x the schedule's multiplier."""
+    from types import SimpleNamespace
+
+    from dlcv.config import load_config, to_dict
+    from dlcv.tasks.classification import ClassificationTask
+
+    cfg = load_config("configs/p1/strong_a.yaml", ["data.root=unused", "model.width=8", "optim.layer_decay=0.7",
+                                                   "optim.backbone_lr_scale=0.5", "optim.warmup_epochs=1"])
+    task = ClassificationTask(to_dict(cfg))
+    # configure_optimizers reads only these two of the Trainer
+    task.trainer = SimpleNamespace(estimated_stepping_batches=20 * cfg.trainer.epochs, max_epochs=cfg.trainer.epochs)
+    conf = task.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    scales = task.lr_scales()
+    expected = {id(p): cfg.optim.lr * scales[n] for n, p in task.model.named_parameters()}
+    assert len(opt.param_groups) > 4
+    for step in range(60):
+        mult = task.lr_multipliers[step]
+        for g in opt.param_groups:
+            for p in g["params"]:
+                assert g["lr"] == pytest.approx(expected[id(p)] * mult, rel=1e-12)
+        opt.step()
+        sched.step()
+    assert scales["head.weight"] == 1.0 and scales["backbone.net.conv1.weight"] == pytest.approx(0.5 * 0.7 ** 9)
+    assert id(task.model.head.weight) in {id(p) for p in opt.param_groups[0]["params"]}

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from dlcv.bench.jobs import bench_job
 from dlcv.bench.measure import WAITED, machine_info
+from dlcv.bench.p1fast import bench_p1_fast
 from dlcv.bench.results import load_results, render_results
 from dlcv.bench.sections import bench_graded, bench_miou, bench_tsne
 from dlcv.bench.specs import (
@@ -55,7 +56,8 @@ from dlcv.bench.startup import bench_cli
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", nargs="+", default=["all"],
                    help=f"training jobs ({', '.join(JOBS)}) and/or sections ({', '.join(SECTIONS)}); "
-                        "'all' = every job + miou + cli + tsne (graded, ~30 min on 2 CPU cores, only when named)")
+                        "'all' = every job + miou + cli + tsne (graded, ~30 min on 2 CPU cores, and p1_fast, "
+                        "~25 min, only when named)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
     p.add_argument("--official-miou", default=os.environ.get("DLCV_OFFICIAL_MIOU", ""), metavar="PATH",
                    help="the course's mean_iou_evaluate.py, timed against `dlcv score-masks` in the cli section "
@@ -84,6 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _selected(names: list[str]) -> tuple[list[str], list[str]]:
     jobs, sections = [], []
     for n in names:
+        n = n if n in JOBS else n.replace("-", "_")  # `--jobs p1-fast` works too
         if n == "all":
             jobs += list(JOBS)
             sections += ["miou", "cli", "tsne"]
@@ -138,7 +141,8 @@ def run(args) -> int:
     try:
         if jobs:
             _bench_jobs(jobs, settings, data_root, data, meta, t_start, log)
-        for section, fn in (("miou", bench_miou), ("cli", bench_cli), ("tsne", bench_tsne), ("graded", bench_graded)):
+        for section, fn in (("miou", bench_miou), ("cli", bench_cli), ("tsne", bench_tsne), ("graded", bench_graded),
+                            ("p1_fast", bench_p1_fast)):
             if section in sections:
                 t0 = time.perf_counter()
                 data[section] = fn(settings, log)

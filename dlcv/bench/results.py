@@ -62,6 +62,11 @@ def render_results(data: dict) -> str:
         lines += _tsne_section(data)
     if "graded" in data:
         lines += _graded_section(data)
+    if "p1_fast" in data:
+        from dlcv.bench.p1fast_report import render_p1_fast
+
+        lines += render_p1_fast(data["p1_fast"], _meta_lines("P1 A: the fast recipe's time to accuracy",
+                                                              data.get("p1_fast_meta", {})))
     lines += targets_lines(data)
     notes = data.get("notes")
     if notes:
@@ -290,6 +295,10 @@ def targets_lines(data: dict) -> list[str]:
         from dlcv.bench.startup import cli_targets
 
         rows += cli_targets(data["cli"])
+    if "p1_fast" in data:
+        from dlcv.bench.p1fast_report import p1_fast_targets
+
+        rows += p1_fast_targets(data["p1_fast"])
     if "graded" in data:
         for k, r in data["graded"]["runs"].items():
             ok = r["returncode"] == 0 and r["seconds"] <= TARGET_SCRIPT_S

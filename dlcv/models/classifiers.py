@@ -7,7 +7,7 @@ never disagree about the input pipeline. `features(x)` is the second-last layer 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dlcv.errors import WeightsError
+from dlcv.models.fastnet import FastNet, describe_fastnet, fastnet_layer_id
 from dlcv.models.weights import enum_state_dict, load_matching, load_state_dict_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -142,6 +143,61 @@ class ModelSpec:
     builder: Callable  # (cfg) -> Classifier, weights already loaded
     last_stage: tuple[str, ...]  # prefixes trained by freeze="seed" (besides the head)
     describe: Callable[..., str]  # (cfg) -> the architecture in one phrase, from the values it builds with
+    # parameter name (in the Classifier) -> its layer, ordered bottom-up (stem lowest, head highest;
+    # equal = one layer): the depths of layer-wise LR decay (dlcv.optim.layerwise_lr_scales)
+    layer_id: Optional[Callable[[str], tuple]] = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer maps for layer-wise LR decay. The head and whatever sits between the pooled features and it
+# share the top layer (as in the ConvNeXt / BEiT fine-tuning code, where the final norm goes with the
+# head); a downsampling layer goes with the first block of the stage it feeds.
+
+HEAD_LAYER = (100,)
+
+
+def _parts(name: str, prefix: str) -> Optional[list[str]]:
+    return name[len(prefix):].split(".") if name.startswith(prefix) else None
+
+
+def convnext_layer_id(name: str) -> tuple:
+    """torchvision ConvNeXt, one layer per block: features.0 (stem) < features.1.0 < ... < features.7.2
+    (the last block) < the final LayerNorm (classifier.0) = the head. features.2/4/6 (downsampling)
+    go with the next stage's first block. ConvNeXt-T: 18 blocks, so the stem is 19 layers below the head."""
+    f = _parts(name, "backbone.net.features.")
+    if f is None:
+        return HEAD_LAYER  # backbone.net.classifier.0 (final norm), head.*
+    stage = int(f[0])
+    if stage == 0:
+        return (0, 0)
+    if stage % 2 == 0:  # downsampling in front of stage `stage + 1`
+        return (stage + 1, 0)
+    return (stage, int(f[1]))
+
+
+def efficientnet_lite0_layer_id(name: str) -> tuple:
+    """EfficientNet-Lite0 (timm names), one layer per stage: conv_stem + bn1 < blocks.0 < ... < blocks.6
+    < conv_head + bn2 < the head."""
+    if name.startswith("head."):
+        return HEAD_LAYER
+    b = _parts(name, "backbone.net.blocks.")
+    if b is not None:
+        return (1 + int(b[0]),)
+    if name.startswith(("backbone.net.conv_head", "backbone.net.bn2")):
+        return (8,)
+    return (0,)  # conv_stem, bn1
+
+
+def resnet_layer_id(name: str) -> tuple:
+    """torchvision ResNet (also the CIFAR-style one), one layer per residual block: conv1 + bn1 <
+    layer1.0 < ... < layer4.<last> < the head."""
+    if name.startswith("head."):
+        return HEAD_LAYER
+    for k in range(1, 5):
+        b = _parts(name, f"backbone.net.layer{k}.")
+        if b is not None:
+            return (k, int(b[0]))
+    return (0, 0)  # conv1, bn1
 
 
 SEED_A_DROPOUT = 0.25  # the seed report's
@@ -202,6 +258,14 @@ def build_resnet18_cifar(cfg) -> Classifier:
     head = _DropoutHead(dim, cfg.num_classes, cfg.dropout) if cfg.dropout else None
     return Classifier(Preprocess(size=cfg.input_size), TorchvisionTrunk(net, _call), dim,
                       cfg.num_classes, head)
+
+
+def build_fastnet(cfg) -> Classifier:
+    """The airbench-style CNN of the fast P1 A recipe (dlcv.models.fastnet); `model.width` = its first
+    block's channels (0 = 64, airbench94's)."""
+    net = FastNet(cfg.width or 64)
+    head = _DropoutHead(net.num_features, cfg.num_classes, cfg.dropout) if cfg.dropout else None
+    return Classifier(Preprocess(size=cfg.input_size), net, net.num_features, cfg.num_classes, head)
 
 
 def build_convnext(cfg, variant: str) -> Classifier:
@@ -287,17 +351,22 @@ def build_efficientnet_lite0(cfg) -> Classifier:
 
 MODELS: dict[str, ModelSpec] = {
     "seed_a": ModelSpec(build_seed_a, ("backbone.fc",), _describe_seed_a),
-    "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",), _describe_resnet18_cifar),
-    "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",), _describe_torchvision("torchvision ResNet-50")),
+    "resnet18_cifar": ModelSpec(build_resnet18_cifar, ("backbone.net.layer4",), _describe_resnet18_cifar,
+                                resnet_layer_id),
+    "fastnet": ModelSpec(build_fastnet, ("backbone.blocks.2",),
+                         lambda cfg: describe_fastnet(cfg.width or 64, _head_text(cfg)), fastnet_layer_id),
+    "resnet50": ModelSpec(build_resnet50, ("backbone.net.layer4",), _describe_torchvision("torchvision ResNet-50"),
+                          resnet_layer_id),
     # P2 at CPU demo scale: the same ImageNet-style torchvision ResNet, smaller
     "resnet18": ModelSpec(lambda cfg: build_torchvision_resnet(cfg, "resnet18"), ("backbone.net.layer4",),
-                          _describe_torchvision("torchvision ResNet-18")),
+                          _describe_torchvision("torchvision ResNet-18"), resnet_layer_id),
     "efficientnet_lite0": ModelSpec(build_efficientnet_lite0,
                                     ("backbone.net.blocks.6", "backbone.net.conv_head", "backbone.net.bn2"),
-                                    _describe_torchvision("EfficientNet-Lite0 (timm's architecture, plain PyTorch)")),
+                                    _describe_torchvision("EfficientNet-Lite0 (timm's architecture, plain PyTorch)"),
+                                    efficientnet_lite0_layer_id),
     **{f"convnext_{v}": ModelSpec(lambda cfg, v=v: build_convnext(cfg, v),
                                   ("backbone.net.features.7", "backbone.net.classifier"),
-                                  _describe_torchvision(f"torchvision ConvNeXt-{v.capitalize()}"))
+                                  _describe_torchvision(f"torchvision ConvNeXt-{v.capitalize()}"), convnext_layer_id)
        for v in ("tiny", "small", "base", "large")},
 }
 

@@ -2,13 +2,15 @@
 per-class accuracy and the confusion matrix, with torchmetrics (correct under DDP)."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from dlcv.data.augment.classify import classify_augment
 from dlcv.data.augment.mix import mix_batch
-from dlcv.models.classifiers import build_classifier
+from dlcv.models.classifiers import MODELS, build_classifier
+from dlcv.optim import build_optimizer, layerwise_lr_scales
 from dlcv.tasks.base import Task
 
 
@@ -67,6 +69,29 @@ class ClassificationTask(Task):
         # the matrix is for `evaluate`; per-epoch it is only reset (Lightning resets logged metrics)
         self.last_confusion = self.val_confusion.compute().cpu()
         self.val_confusion.reset()
+
+    def lr_scales(self) -> dict[str, float] | None:
+        """Per-parameter LR multipliers (names as in the model) when the config asks for a head /
+        backbone split or layer-wise decay; None = one lr for every parameter."""
+        o = self.cfg.optim
+        if o.backbone_lr_scale == 1.0 and o.layer_decay == 1.0:
+            return None
+        names = [n for n, _ in self.model.named_parameters()]  # frozen ones too: depths are architectural
+        return layerwise_lr_scales(o, names, MODELS[self.cfg.model.name].layer_id)
+
+    def configure_optimizers(self):
+        conf = super().configure_optimizers()
+        scales = self.lr_scales()
+        if scales is None:
+            return conf
+        # The base built the per-step schedule (a LambdaLR multiplier); the optimizer is rebuilt with
+        # one group per LR multiplier under the same multiplier, which scales every group's initial lr
+        # alike: the head / backbone / layer ratios hold at every step.
+        optimizer = build_optimizer(self.cfg.optim, self.model.named_parameters(), lr_scales=scales)
+        multiplier = conf["lr_scheduler"]["scheduler"].lr_lambdas[0]
+        conf["optimizer"] = optimizer
+        conf["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+        return conf
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -6,10 +6,11 @@ report states exactly what trained (change a number here and the report changes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
+from dlcv.data.augment.autoaugment import RandAugment, TrivialAugmentWide
 from dlcv.data.augment.geometric import pad_crop_flip, random_resized_crop_flip
 from dlcv.data.augment.photometric import color_jitter
 
@@ -34,12 +35,15 @@ class Jitter:
 @dataclass(frozen=True)
 class ClassifyAugment:
     """Geometry (none | pad-and-crop | random resized crop, each with a horizontal flip), then an
-    optional colour jitter; every sample draws its own parameters."""
+    optional automatic policy (TrivialAugmentWide or RandAugment, as torchvision's CIFAR/ImageNet
+    recipes place it: after crop and flip), then an optional colour jitter; every sample draws its
+    own parameters."""
     crop: str = "none"  # none | pad | rrc
     pad_fraction: float = 1 / 8  # crop == "pad": zero-pad this fraction of the side (CIFAR: 4 px of 32)
     rrc_area: tuple[float, float] = (0.35, 1.0)  # crop == "rrc": the crop's area as a fraction of the image
     flip_p: float = 0.5
     jitter: Optional[Jitter] = None
+    auto: Optional[Union[TrivialAugmentWide, RandAugment]] = None
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: float images in [0, 1], (N, C, H, W)."""
@@ -47,6 +51,8 @@ class ClassifyAugment:
             x = pad_crop_flip(x, generator, pad=max(1, int(x.shape[-1] * self.pad_fraction)), flip_p=self.flip_p)
         elif self.crop == "rrc":
             x = random_resized_crop_flip(x, tuple(x.shape[-2:]), generator, scale=self.rrc_area, flip_p=self.flip_p)
+        if self.auto is not None:
+            x = self.auto(x, generator)
         return self.jitter(x, generator) if self.jitter is not None else x
 
     def describe(self) -> str:
@@ -54,6 +60,8 @@ class ClassifyAugment:
         parts = {"none": [],
                  "pad": [f"zero-pad {self.pad_fraction:g} of the side + random crop back, {flip}"],
                  "rrc": [f"random resized crop (area {self.rrc_area[0]:g}-{self.rrc_area[1]:g}), {flip}"]}[self.crop]
+        if self.auto is not None:
+            parts.append(self.auto.describe())
         if self.jitter is not None:
             parts.append(self.jitter.describe())
         return "; ".join(parts) + " (drawn per sample)" if parts else "none"
@@ -61,10 +69,15 @@ class ClassifyAugment:
 
 AUGMENTS: dict[str, ClassifyAugment] = {
     "none": ClassifyAugment(),
+    "crop": ClassifyAugment("pad", flip_p=0.0),  # translation only: for images whose mirror is not the same class
     "crop_flip": ClassifyAugment("pad"),  # the CIFAR recipe
     "crop_flip_jitter": ClassifyAugment("pad", jitter=Jitter()),
     "rrc_flip": ClassifyAugment("rrc"),
     "rrc_flip_jitter": ClassifyAugment("rrc", jitter=Jitter()),
+    # torchvision's classification references: crop + flip, then TrivialAugmentWide / RandAugment(2, 9)
+    "crop_flip_ta": ClassifyAugment("pad", auto=TrivialAugmentWide()),
+    "crop_flip_ra": ClassifyAugment("pad", auto=RandAugment()),
+    "rrc_flip_ta": ClassifyAugment("rrc", auto=TrivialAugmentWide()),
 }
 
 
