@@ -97,10 +97,12 @@ class EpochLog(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
         for k, v in sorted(trainer.callback_metrics.items()):
-            if "/" in k and not k.endswith("_step"):
+            # lr-*: the LR monitor's per-group curves (40 groups under layer-wise decay) belong in
+            # the live logs; this row keeps one "lr"
+            if "/" in k and not k.endswith("_step") and not k.startswith("lr-"):
                 row[k.removesuffix("_epoch")] = round(_scalar(v), 6)
-        if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        if trainer.optimizers:  # the largest group's: the head's under layer-wise decay, the schedule's value
+            row["lr"] = max(g["lr"] for g in trainer.optimizers[0].param_groups)
         row["epoch_time_s"] = round(time.perf_counter() - self._t_epoch, 3)  # training + validation + hooks
         row["data_time_s"] = round(self._data_time, 3)
         train_time = self._t_last - self._t_epoch  # up to the end of the last training step

@@ -108,7 +108,7 @@ class MixConfig:
 class ClassifyConfig:
     task: str = "classify"
     dataset: str = "p1"  # p1 | office
-    # dlcv.data.augment.classify.AUGMENTS: none | crop_flip[_jitter|_ta|_ra] | rrc_flip[_jitter|_ta]
+    # dlcv.data.augment.classify.AUGMENTS: none | crop | crop_flip[_jitter|_ta|_ra] | rrc_flip[_jitter|_ta]
     augment: str = "none"
     label_smoothing: float = 0.0
     run: RunConfig = field(default_factory=RunConfig)

@@ -39,7 +39,7 @@ def test_resnet18_cifar_shapes_and_width():
 
 
 def test_convnext_shapes_and_seed_freeze_rule():
-    model = build_classifier(cfg(name="convnext_tiny", freeze="seed", input_size=64))
+    model = build_classifier(cfg(name="convnext_tiny", freeze="last_stage", input_size=64))
     model.eval()
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 50)
     assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 768)
@@ -78,7 +78,7 @@ def test_seed_preprocess_resizes_and_crops_like_torchvision():
 
 
 def test_efficientnet_lite0_wheel_weights_are_real_imagenet_weights():
-    model = build_classifier(cfg(name="efficientnet_lite0", pretrained="imagenet", freeze="seed", input_size=64))
+    model = build_classifier(cfg(name="efficientnet_lite0", pretrained="imagenet", freeze="last_stage", input_size=64))
     assert "ImageNet" in model.pretrained
     random = build_classifier(cfg(name="efficientnet_lite0", input_size=64))
     stem, stem_random = model.backbone.net.conv_stem.weight, random.backbone.net.conv_stem.weight

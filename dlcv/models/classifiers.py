@@ -141,7 +141,7 @@ def _call(net, x):
 @dataclass
 class ModelSpec:
     builder: Callable  # (cfg) -> Classifier, weights already loaded
-    last_stage: tuple[str, ...]  # prefixes trained by freeze="seed" (besides the head)
+    last_stage: tuple[str, ...]  # prefixes trained by freeze="last_stage" (besides the head)
     describe: Callable[..., str]  # (cfg) -> the architecture in one phrase, from the values it builds with
     # parameter name (in the Classifier) -> its layer, ordered bottom-up (stem lowest, head highest;
     # equal = one layer): the depths of layer-wise LR decay (dlcv.optim.layerwise_lr_scales)
@@ -383,10 +383,10 @@ def build_classifier(cfg) -> Classifier:
         raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}")
     spec = MODELS[cfg.name]
     model = spec.builder(cfg)
-    if cfg.freeze == "seed":  # the seed's B rule: only the last stage and the classifier learn
+    if cfg.freeze == "last_stage":  # the seed report's B rule: only the last stage and the classifier learn
         model.freeze(spec.last_stage + ("head",))
     elif cfg.freeze == "backbone":  # linear probe: only the classifier head learns
         model.freeze(("head",))
     elif cfg.freeze != "none":
-        raise ValueError(f"unknown freeze rule {cfg.freeze!r}; use none | seed | backbone")
+        raise ValueError(f"unknown freeze rule {cfg.freeze!r}; use none | last_stage | backbone")
     return model

@@ -129,7 +129,7 @@ def freeze(run: Run) -> str:
         return "none: every parameter trains"
     if rule == "backbone":
         return "backbone frozen (no gradient, BatchNorm statistics fixed): only the classifier trains"
-    if rule == "seed":
+    if rule == "last_stage":
         try:
             from dlcv.models.classifiers import MODELS
 
