@@ -298,6 +298,18 @@ def prepare_run_dir(cfg, command: Sequence[str], resume: bool, overwrite: bool) 
     return run_dir
 
 
+def validate_best(trainer, task, datamodule, run_dir: Path) -> dict:
+    """Load the best epoch's weights (last.ckpt when nothing was monitored) into `task` and validate
+    them on every rank; returns the checkpoint. With trainer.ema_decay > 0 a checkpoint's
+    state_dict holds the EMA weights (the raw ones are its current_model_state): what was
+    validated during training is what is evaluated here and exported in model.pt."""
+    best = run_dir / runfolder.CHECKPOINTS / "best.ckpt"
+    ckpt = load_torch(best if best.is_file() else run_dir / runfolder.CHECKPOINTS / "last.ckpt")
+    task.load_state_dict(ckpt["state_dict"])
+    trainer.validate(task, datamodule=datamodule, verbose=False)
+    return ckpt
+
+
 def resume_path(run_dir: Path) -> Optional[str]:
     last = Path(run_dir) / runfolder.CHECKPOINTS / "last.ckpt"
     return str(last) if last.is_file() else None

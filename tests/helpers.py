@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,13 @@ def run_graded(script: str, *args, ckpt: Path | None = None, home: Path, extra_e
         env[f"DLCV_P{script[4]}_CKPT"] = str(ckpt)
     return subprocess.run(["bash", str(REPO / script), *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
+
+
+def stopped_after(full: Path, stopped: Path, epoch: int) -> Path:
+    """A copy of the finished run `full` as if it had been stopped after `epoch`: its checkpoints
+    gone but that epoch's, which becomes last.ckpt (what `--resume` continues from)."""
+    shutil.copytree(full, stopped)
+    for f in (stopped / "checkpoints").glob("*.ckpt"):
+        f.unlink()
+    shutil.copy(full / "checkpoints" / f"epoch_{epoch:03d}.ckpt", stopped / "checkpoints" / "last.ckpt")
+    return stopped

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, run_dlcv, run_graded, write_digits_p1
+from tests.helpers import REPO, run_dlcv, run_graded, stopped_after, write_digits_p1
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +47,7 @@ def test_demo_training_beats_chance_and_resume_is_exact(demo_root, tmp_path):
     full = tmp_path / "a" / "p1_seed_a"
     assert _val_acc(full) > 0.10  # chance is 2%
     # a run stopped after epoch 2 of the same 4-epoch schedule, then resumed
-    stopped = tmp_path / "b" / "p1_seed_a"
-    shutil.copytree(full, stopped)
-    for f in (stopped / "checkpoints").glob("*.ckpt"):
-        f.unlink()
-    shutil.copy(full / "checkpoints" / "epoch_002.ckpt", stopped / "checkpoints" / "last.ckpt")
+    stopped = stopped_after(full, tmp_path / "b" / "p1_seed_a", 2)
     run_dlcv("train", *common, f"run.dir={tmp_path}/b", "--resume")
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)

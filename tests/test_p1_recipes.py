@@ -5,7 +5,6 @@ exactly."""
 from __future__ import annotations
 
 import math
-import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 from dlcv.config import load_config, to_dict
 from dlcv.data.augment.classify import AUGMENTS
 from dlcv.tasks.classification import ClassificationTask
-from tests.helpers import run_dlcv
+from tests.helpers import run_dlcv, stopped_after
 
 NEW = ["configs/p1/fast_a.yaml", "configs/p1/strong_a_long.yaml", "configs/p1/b_convnext_ft.yaml",
        "configs/p1/b_efficientnet_lite0_ft.yaml", "configs/p2/finetune.yaml", "configs/demo/p1_fast_a.yaml",
@@ -101,11 +100,7 @@ def test_all_new_parts_train_together_and_resume_exactly(demo_root, tmp_path):
               "features.enabled=false"]
     run_dlcv("train", *common, f"run.dir={tmp_path}/a")
     full = tmp_path / "a" / "p1_fast_a"
-    stopped = tmp_path / "b" / "p1_fast_a"
-    shutil.copytree(full, stopped)
-    for f in (stopped / "checkpoints").glob("*.ckpt"):
-        f.unlink()
-    shutil.copy(full / "checkpoints" / "epoch_001.ckpt", stopped / "checkpoints" / "last.ckpt")
+    stopped = stopped_after(full, tmp_path / "b" / "p1_fast_a", 1)
     run_dlcv("train", *common, f"run.dir={tmp_path}/b", "--resume")
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)

@@ -12,8 +12,8 @@ from dlcv.callbacks import milestone_epochs
 from dlcv.config import to_dict
 from dlcv.data.cache import cache_dir
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
-from dlcv.io import export_model, load_torch, load_weights
+from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run, validate_best
+from dlcv.io import export_model, load_weights
 from dlcv.tasks.classification import ClassificationTask
 
 
@@ -52,13 +52,7 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     dm = datamodule(cfg, train, val)
     trainer.fit(task, datamodule=dm, ckpt_path=resume_path(run_dir) if resume else None, weights_only=True)
 
-    # final evaluation of the best epoch (by validation accuracy) on every rank, written by rank 0.
-    # With trainer.ema_decay > 0 a checkpoint's state_dict holds the EMA weights (the raw ones are
-    # its current_model_state): what was validated, evaluated here and exported in model.pt.
-    best = run_dir / "checkpoints" / "best.ckpt"
-    ckpt = load_torch(best if best.is_file() else run_dir / "checkpoints" / "last.ckpt")
-    task.load_state_dict(ckpt["state_dict"])
-    trainer.validate(task, datamodule=dm, verbose=False)
+    ckpt = validate_best(trainer, task, dm, run_dir)  # by validation accuracy; rank 0 writes below
     if not trainer.is_global_zero:
         return {}
     summary = {

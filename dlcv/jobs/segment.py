@@ -24,10 +24,10 @@ from dlcv.data.cache import cache_dir
 from dlcv.data.masks import CLASS_NAMES, EVAL_CLASSES
 from dlcv.data.satellite import load_satellite_split
 from dlcv.data.sets import BatchDataset, ImageSet
-from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run
+from dlcv.engine import ArrayDataModule, build_trainer, prepare_run_dir, resume_path, seed_run, validate_best
 from dlcv.errors import DataError
 from dlcv.graded.models import describe_tta
-from dlcv.io import export_model, load_torch, load_weights
+from dlcv.io import export_model, load_weights
 from dlcv.references import P3_MASK_IDS
 from dlcv.seg_iou import format_iou_table, iou_from_confusion, write_iou_report
 from dlcv.tasks.segmentation import SegmentationTask
@@ -144,11 +144,7 @@ def fit(cfg, command: Sequence[str], resume: bool = False, overwrite: bool = Fal
     dm = datamodule(cfg, train, val)
     trainer.fit(task, datamodule=dm, ckpt_path=resume_path(run_dir) if resume else None, weights_only=True)
 
-    # final evaluation of the best epoch (by val/miou) on every rank, written by rank 0
-    best = run_dir / "checkpoints" / "best.ckpt"
-    ckpt = load_torch(best if best.is_file() else run_dir / "checkpoints" / "last.ckpt")
-    task.load_state_dict(ckpt["state_dict"])
-    trainer.validate(task, datamodule=dm, verbose=False)
+    ckpt = validate_best(trainer, task, dm, run_dir)  # by val/miou; rank 0 writes below
     if not trainer.is_global_zero:
         return {}
     best_epoch = int(ckpt["epoch"]) + 1
