@@ -33,6 +33,7 @@ METRICS = "eval/metrics.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model.pt"
 LOGS = "logs"
+BYOL_LEARNS, BYOL_LEARNS_PNG = "byol_learns.json", "figures/byol_learns.png"  # the demo's BYOL-learns probe
 
 
 # ------------------------------------------------------------------------------------ JSON

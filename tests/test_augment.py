@@ -437,3 +437,19 @@ def test_runs_on_gpu_with_a_gpu_generator(name):
     a = OPS[name](x, torch.Generator(device="cuda").manual_seed(1))
     b = OPS[name](x, torch.Generator(device="cuda").manual_seed(1))
     assert a.device.type == "cuda" and torch.equal(a, b)
+
+
+def test_byol_blur_sigma_is_the_views_blur():
+    """byol.blur_sigma reaches the blur: a vanishing sigma leaves view 1 as without blur (the same draws),
+    the paper's full sigma at a small view does not."""
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    only_blur = dict(jitter_p=(0.0, 0.0), grayscale_p=(0.0, 0.0), solarize_p=(0.0, 0.0))
+
+    def view1(**kw):
+        return A.byol_views(x, torch.Generator().manual_seed(1), 32, (0.5, 1.0), A.ByolAugmentConfig(**only_blur, **kw))[0]
+
+    plain = view1(blur_p=(0.0, 0.0))
+    assert torch.allclose(view1(blur_p=(1.0, 0.0), blur_sigma=(1e-4, 1e-4)), plain, atol=1e-6)
+    assert (view1(blur_p=(1.0, 0.0), blur_sigma=(2.0, 2.0)) - plain).abs().max() > 0.05
+    from dlcv.data.augment.byol import scaled_blur_sigma
+    assert scaled_blur_sigma(224) == (0.1, 2.0) and scaled_blur_sigma(112) == (0.05, 1.0)

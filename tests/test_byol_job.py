@@ -174,3 +174,15 @@ def test_mini_reader_native_size_resize_and_cache(tmp_path, monkeypatch):
     Image.new("RGB", (60, 84)).save(folder / "n00000009.jpg")
     with pytest.raises(DataError, match="n00000009.jpg: expected 84x84 pixels, found 60x84"):
         mini.load_mini_folder(folder)
+
+
+def test_byol_budget_recipe_and_blur_sigma_check():
+    from dlcv.errors import ConfigError
+    from dlcv.jobs.byol import check_config
+
+    budget = load_config("configs/p2/byol_budget.yaml")
+    assert budget.byol.tau_base == 0.99 and list(budget.byol.blur_sigma) == [0.057, 1.143]
+    check_config(budget)
+    for bad in ("[2.0,1.0]", "[0.0,1.0]", "[1.0]"):
+        with pytest.raises(ConfigError, match="blur_sigma"):
+            check_config(load_config("configs/p2/byol_budget.yaml", [f"byol.blur_sigma={bad}"]))

@@ -114,6 +114,12 @@ def write_p2_p3_runs(runs: Path) -> None:
                        "final_collapse_std": 0.07, "collapse_std_healthy": 0.088})
     plot_schedules(byol / "figures" / "schedules.png", "p2_byol", lr=np.linspace(1, 0, 60),
                    tau=np.linspace(0.996, 1, 60))
+    from dlcv.bench.byol_learns import SETUPS, setup_dict, write_probe  # the demo stage's probe artefacts
+
+    curve = [{"step": k, "loss": None if k == 0 else 2.0 - k / 500, "seconds": k * 0.6, "retrieval": 0.08 + k / 1e4,
+              "knn": 0.14 + k / 5000} for k in (0, 250, 500)]
+    write_probe(byol, "no_blur", {"setup": setup_dict(SETUPS["no_blur"]), "curve": curve, "chance": 1 / 72,
+                                  "retrieval_chance": 1 / 256})
     accs = {"A": 0.30, "B": 0.55, "C": 0.42, "D": 0.47, "E": 0.20}
     table = []
     for name, acc in accs.items():
@@ -330,6 +336,8 @@ def test_p2_p3_sections_from_run_folders(full_report):
     assert "SSL implementation details of `p2_byol`" in p2 and "LARS" in p2
     assert "assets/p2_byol_schedules.png" in p2  # the run's own schedule figure, not recomputed
     assert "kNN accuracy 10.0% at random init, 22.0% after the last epoch" in p2
+    assert "identity kNN goes from 14.0% at random init to 24.0% (+10.0 points; chance 1.4%)" in p2
+    assert "assets/p2_byol_byol_learns.png" in p2 and "among 256) from 8.0% to 13.0%" in p2
     assert "| **B** | supervised pretrain_model_SL.pt | backbone + classifier | 55.00% | 59.5% |" in p2
     # the discussion states the numbers: B 55 > D 47 > C 42 > A 30 > E 20
     assert "Ranking: B (55.0%) > D (47.0%) > C (42.0%) > A (30.0%) > E (20.0%)." in p2

@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from dlcv.bench.byol_learns import bench_byol_learns
 from dlcv.bench.jobs import bench_job
 from dlcv.bench.measure import WAITED, machine_info
 from dlcv.bench.p1fast import bench_p1_fast
@@ -57,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", nargs="+", default=["all"],
                    help=f"training jobs ({', '.join(JOBS)}) and/or sections ({', '.join(SECTIONS)}); "
                         "'all' = every job + miou + cli + tsne (graded, ~30 min on 2 CPU cores, and p1_fast, "
-                        "~25 min, only when named)")
+                        "~25 min, and byol_learns, ~10 min, only when named)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
     p.add_argument("--official-miou", default=os.environ.get("DLCV_OFFICIAL_MIOU", ""), metavar="PATH",
                    help="the course's mean_iou_evaluate.py, timed against `dlcv score-masks` in the cli section "
@@ -123,7 +124,8 @@ def run(args) -> int:
     settings = {"device": device, "scale": scale, "threads": threads, "data": str(data_root), "work": str(work),
                 "repeats": args.repeats or (2 if scale == "quick" else 3), "profile": args.profile,
                 "max_foreign": args.max_foreign, "max_wait": args.max_wait, "compile": args.compile,
-                "max_redo": args.max_redo, "official_miou": getattr(args, "official_miou", "")}
+                "max_redo": args.max_redo, "official_miou": getattr(args, "official_miou", ""),
+                "figure": str(out.with_name("byol_learns.png"))}
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -142,7 +144,7 @@ def run(args) -> int:
         if jobs:
             _bench_jobs(jobs, settings, data_root, data, meta, t_start, log)
         for section, fn in (("miou", bench_miou), ("cli", bench_cli), ("tsne", bench_tsne), ("graded", bench_graded),
-                            ("p1_fast", bench_p1_fast)):
+                            ("p1_fast", bench_p1_fast), ("byol_learns", bench_byol_learns)):
             if section in sections:
                 t0 = time.perf_counter()
                 data[section] = fn(settings, log)

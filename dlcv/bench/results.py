@@ -67,6 +67,11 @@ def render_results(data: dict) -> str:
 
         lines += render_p1_fast(data["p1_fast"], _meta_lines("P1 A: the fast recipe's time to accuracy",
                                                               data.get("p1_fast_meta", {})))
+    if "byol_learns" in data:
+        from dlcv.bench.byol_learns import render_byol_learns
+
+        lines += render_byol_learns(data["byol_learns"], _meta_lines("P2: does BYOL learn? (minutes of CPU)",
+                                                                     data.get("byol_learns_meta", {})))
     lines += targets_lines(data)
     notes = data.get("notes")
     if notes:

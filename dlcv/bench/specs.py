@@ -61,9 +61,10 @@ GPU: dict[str, dict] = {
     "p3_deeplabv3": dict(batch=8, steps=5, infer_batch=8, infer_images=32, warmup=2),
 }
 
-# besides the jobs; graded and p1_fast (the fast P1 A recipe's time to accuracy, torch.compile, the
-# TrivialAugment / RandAugment cost) are not part of "all" (they are long)
-SECTIONS = ("miou", "cli", "tsne", "graded", "p1_fast")
+# besides the jobs; graded, p1_fast (the fast P1 A recipe's time to accuracy, torch.compile, the
+# TrivialAugment / RandAugment cost) and byol_learns (BYOL against random init) are not part of "all"
+# (they are long)
+SECTIONS = ("miou", "cli", "tsne", "graded", "p1_fast", "byol_learns")
 
 
 def data_scale(scale: str):

@@ -63,6 +63,7 @@ class ByolSection:
     grayscale_p: list[float] = field(default_factory=lambda: list(_AUG.grayscale_p))
     blur_p: list[float] = field(default_factory=lambda: list(_AUG.blur_p))
     solarize_p: list[float] = field(default_factory=lambda: list(_AUG.solarize_p))
+    blur_sigma: list[float] = field(default_factory=lambda: list(_AUG.blur_sigma))  # px of the view (low, high)
     # kNN monitor on Office-Home (train = bank, val = queries); 0 = off (no Office data needed)
     knn_every: int = 1
     knn_k: int = 20
@@ -91,6 +92,9 @@ def check_config(cfg) -> None:
     for name in ("jitter_p", "grayscale_p", "blur_p", "solarize_p"):
         if len(cfg.byol[name]) != 2:
             raise ConfigError(f"byol.{name} must hold two probabilities (view 1, view 2), got {list(cfg.byol[name])}")
+    low, high = (list(cfg.byol.blur_sigma) + [0.0, 0.0])[:2]
+    if len(cfg.byol.blur_sigma) != 2 or not 0 < low <= high:
+        raise ConfigError(f"byol.blur_sigma must be two pixel values 0 < low <= high, got {list(cfg.byol.blur_sigma)}")
     if not 0 < cfg.byol.crop_scale_min <= 1:
         raise ConfigError(f"byol.crop_scale_min must be in (0, 1], got {cfg.byol.crop_scale_min}")
     if cfg.data.batch_size < 2:

@@ -102,7 +102,8 @@ def augment(run: Run) -> str:
         return (f"two views per image, drawn per sample: random resized crop (area {b.get('crop_scale_min', 0.08):g}-1) "
                 f"to {b.get('image_size')} px + horizontal flip; colour jitter (brightness {b.get('brightness', 0):g}, "
                 f"contrast {b.get('contrast', 0):g}, saturation {b.get('saturation', 0):g}, hue {b.get('hue', 0):g}) "
-                f"p {pair('jitter_p')}; grayscale p {pair('grayscale_p')}; Gaussian blur p {pair('blur_p')}; "
+                f"p {pair('jitter_p')}; grayscale p {pair('grayscale_p')}; Gaussian blur p {pair('blur_p')} "
+                f"(sigma {pair('blur_sigma') or '0.1/2'} px); "
                 f"solarize p {pair('solarize_p')} (view 1/view 2)")
     return "?"
 

@@ -13,7 +13,7 @@ from dlcv.report.provenance import DEMO_TAG, data_tags
 from dlcv.jobs.p2_settings import SETTINGS
 from dlcv.references import P2, P2_C_BASELINES
 from dlcv.report.runs import Collection, Run
-from dlcv.runfolder import CONFIG, SUMMARY
+from dlcv.runfolder import BYOL_LEARNS, BYOL_LEARNS_PNG, CONFIG, SUMMARY
 
 TITLE = "Problem 2: Self-supervised pre-training (BYOL) and Office-Home fine-tuning"
 SCHEDULES_PNG = "figures/schedules.png"
@@ -88,7 +88,33 @@ def ssl(ctx: Context, byol: list[Run]) -> list:
                                f"init, {pct(s.get('knn_final'), 1)} after the last epoch; final collapse std "
                                f"{s.get('final_collapse_std')} (spread-out projections: 1/sqrt(projection dim) = "
                                f"{s.get('collapse_std_healthy')}). Per-epoch curves in 2.3."))
+        blocks += byol_learns(ctx, r)
     return blocks
+
+
+def byol_learns(ctx: Context, r: Run) -> list:
+    """The "does BYOL learn?" probe (`dlcv.bench.byol_learns`), where a run folder holds it (the demo's)."""
+    if not r.has(BYOL_LEARNS):
+        return []
+    probes, missing = common.need_json(r, BYOL_LEARNS, "the BYOL-learns probe")
+    if probes is None:
+        return missing
+    blocks = []
+    for name, p in probes.items():
+        start, end, st = p["curve"][0], p["curve"][-1], p["setup"]
+        blocks.append(Para(
+            f"Does BYOL learn? (`{BYOL_LEARNS}`, setup `{name}`): the same BYOL code pre-trains a random-init "
+            f"ResNet-18 for {end['step']} steps of {st['batch']} on {st['pool']:,} unlabeled object-identity images "
+            f"({st['view_size']} px views; a class is an outline + a pattern; colour, background, position and scale "
+            f"vary per image). On held-out images, identity kNN goes from {pct(start['knn'], 1)} at random init to "
+            f"{pct(end['knn'], 1)} ({100 * (end['knn'] - start['knn']):+.1f} points; chance {pct(p['chance'], 1)}), "
+            f"and view retrieval (a view finds its image's other view among {round(1 / p['retrieval_chance'])}) from "
+            f"{pct(start['retrieval'], 1)} to {pct(end['retrieval'], 1)}, in {end['seconds']:.0f} s of training."))
+    have, images, missing = common.copied(ctx, [r], BYOL_LEARNS_PNG, "the BYOL-learns curves", "byol_learns")
+    if have:
+        blocks.append(Figure(images, "BYOL on object identities: held-out kNN accuracy and view retrieval per step, "
+                                     "against the same backbone at random init (dashed).", have, [BYOL_LEARNS_PNG]))
+    return blocks + missing
 
 
 def setting_accuracies(coll: Collection) -> dict[str, tuple[Optional[float], Run]]:

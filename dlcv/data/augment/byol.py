@@ -16,6 +16,8 @@ class ByolAugmentConfig:
 
     Each pair is (view 1, view 2). Both views: random resized crop + flip, colour jitter with
     probability 0.8, grayscale with 0.2; they differ in blur (1.0 vs 0.1) and solarize (0 vs 0.2).
+    blur_sigma is in pixels of the VIEW: the paper's 0.1-2.0 are for 224 px views; smaller views
+    blur the same share of the object with sigma x size / 224 (`scaled_blur_sigma`).
     """
     jitter_p: tuple[float, float] = (0.8, 0.8)
     brightness: float = 0.4
@@ -25,6 +27,12 @@ class ByolAugmentConfig:
     grayscale_p: tuple[float, float] = (0.2, 0.2)
     blur_p: tuple[float, float] = (1.0, 0.1)
     solarize_p: tuple[float, float] = (0.0, 0.2)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+def scaled_blur_sigma(view_size: int, paper: tuple[float, float] = (0.1, 2.0)) -> tuple[float, float]:
+    """The paper's blur sigma range for 224 px views, scaled to `view_size` px views."""
+    return tuple(round(s * view_size / 224, 3) for s in paper)
 
 
 def _byol_view(x: torch.Tensor, generator: torch.Generator, out_size: Size,
@@ -33,7 +41,7 @@ def _byol_view(x: torch.Tensor, generator: torch.Generator, out_size: Size,
     v = color_jitter(v, generator, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue,
                      p=cfg.jitter_p[view])
     v = random_grayscale(v, generator, p=cfg.grayscale_p[view])
-    v = gaussian_blur(v, generator, p=cfg.blur_p[view])
+    v = gaussian_blur(v, generator, p=cfg.blur_p[view], sigma=cfg.blur_sigma)
     return solarize(v, generator, p=cfg.solarize_p[view])
 
 
