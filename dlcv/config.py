@@ -47,8 +47,9 @@ class TrainerConfig:
     progress: bool = True
     # live curves (runs/<name>/logs/: TensorBoard + CSV): the per-step values every N optimizer steps
     log_every_n_steps: int = 10
-    # EMA of the weights (and BN buffers) after every optimizer step: e = decay * e + (1 - decay) * w;
-    # validation, best.ckpt and model.pt use it. 0 = off; e.g. 0.999 (about the last 1000 steps)
+    # EMA of the weights (and BN buffers) after every optimizer step k: e = d * e + (1 - d) * w with
+    # d = min(ema_decay, k / (9 + k)) (dlcv.callbacks.warmup_ema_avg_fn); validation, best.ckpt and
+    # model.pt use it. 0 = off; e.g. 0.999 (about the last 1000 steps)
     ema_decay: float = 0.0
     ema_warmup_epochs: int = 0  # the average just copies the weights during the first N epochs
 

@@ -25,12 +25,13 @@ def test_probe_data_is_labelled_identities_and_a_held_out_set():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_byol_learns_to_match_views_of_images_it_never_saw():
-    """Crops and flips only (the fastest setup, ~1 min): after 200 steps, a held-out image's first view
-    finds its own second view among 256 far more often than at random init. A BYOL whose target never
-    moved, whose predictor was missing or whose stop-gradient leaked would stay at or below the start."""
-    result = run_probe(SETUPS["crop_flip"])
+    """Crops and flips only (the fastest setup, under a minute): after 100 steps, a held-out image's first
+    view finds its own second view among 256 far more often than at random init (measured: 53.5% ->
+    75.4%). A BYOL whose target never moved, whose predictor was missing or whose stop-gradient leaked
+    would stay at or below the start."""
+    result = run_probe(dataclasses.replace(SETUPS["crop_flip"], steps=100, evals=1))
     start, end = result["curve"][0], result["curve"][-1]
-    assert end["step"] == 200 and np.isfinite(end["loss"])
+    assert end["step"] == 100 and np.isfinite(end["loss"])
     assert end["retrieval"] >= start["retrieval"] + 0.10, result["curve"]
 
 

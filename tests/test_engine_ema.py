@@ -68,13 +68,23 @@ def _fit(tmp_path, ema: WeightEMA, epochs: int, **kwargs) -> tuple[Tiny, L.Train
 
 
 def _ema_by_hand(raw: list[dict], decay: float, first: int = 0) -> dict:
-    """e = w_first after step first+1, then e = decay * e + (1 - decay) * w_k: summed in closed form,
-    e_K = decay^(K-1) w_1 + sum_{k=2..K} (1 - decay) decay^(K-k) w_k (1-based over raw[first:])."""
-    ws = raw[first:]
-    n = len(ws)
-    return {key: decay ** (n - 1) * ws[0][key] + sum((1 - decay) * decay ** (n - k) * ws[k - 1][key]
-                                                     for k in range(2, n + 1))
-            for key in ws[0]}
+    """e = w_first after step first+1, then e = d_k * e + (1 - d_k) * w_k with the warmed-up decay
+    d_k = min(decay, k / (9 + k)), k = 2, 3, ... (1-based over raw[first:])."""
+    ws = [{key: v.double() for key, v in w.items()} for w in raw[first:]]
+    e = dict(ws[0])
+    for k, w in enumerate(ws[1:], start=2):
+        d = min(decay, k / (9 + k))
+        e = {key: d * e[key] + (1 - d) * w[key] for key in e}
+    return e
+
+
+def test_decay_warms_up_then_holds():
+    from dlcv.callbacks import warmup_ema_avg_fn
+
+    avg = warmup_ema_avg_fn(0.9)
+    one, zero = torch.ones(3), torch.zeros(3)
+    for n, expected in ((1, 2 / 11), (10, 11 / 20), (100, 0.9)):  # k = n + 1: min(0.9, k / (9 + k))
+        assert torch.allclose(avg(one, zero, torch.tensor(n)), torch.full((3,), expected))
 
 
 def _close(a: dict, b: dict) -> bool:

@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", nargs="+", default=["all"],
                    help=f"training jobs ({', '.join(JOBS)}) and/or sections ({', '.join(SECTIONS)}); "
                         "'all' = every job + miou + cli + tsne (graded, ~30 min on 2 CPU cores, and p1_fast, "
-                        "~25 min, and byol_learns, ~10 min, only when named)")
+                        "~25 min, and byol_learns, ~15 min, only when named)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
     p.add_argument("--official-miou", default=os.environ.get("DLCV_OFFICIAL_MIOU", ""), metavar="PATH",
                    help="the course's mean_iou_evaluate.py, timed against `dlcv score-masks` in the cli section "
