@@ -250,7 +250,8 @@ def render_byol_learns(data: dict, meta_lines: list[str]) -> list[str]:
         lines += [f"**{name}**: {s['steps']} steps of batch {s['batch']}, {s['view_size']} px views of "
                   f"{s['source_size']} px images ({s['pool']:,} unlabeled), crop scale >= {s['crop_scale_min']}, tau_base {s['tau_base']}, "
                   f"LARS lr {s['lr']}; views: {aug}. Chance: kNN {r['chance']:.1%}, retrieval "
-                  f"{r['retrieval_chance']:.1%}. Wall time {r['wall_s']:.0f} s.", "",
+                  f"{r['retrieval_chance']:.1%}."
+                  + (f" Wall time {r['wall_s']:.0f} s." if r.get("wall_s") else ""), "",
                   "| step | training s | loss | identity kNN | vs random init | view retrieval | vs random init |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
         k0, r0 = r["curve"][0]["knn"], r["curve"][0]["retrieval"]
