@@ -110,7 +110,7 @@ class Measure:
     """The two held-out measurements of a backbone (see the module docstring)."""
 
     def __init__(self, s: ProbeSetup, data: ProbeData):
-        self.data, self.s = data, s
+        self.data = data
         self.knn_input = Preprocess(size=s.view_size)
         x = torch.from_numpy(data.held_out).float().div_(255)
         v1, v2 = byol_views(x, torch.Generator().manual_seed(s.seed + 99), s.view_size, (s.crop_scale_min, 1.0),

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from dlcv.demo.shapes import COLORS, SHAPES, TEXTURES, pixel_noise, shape_mask, smooth_noise, texture_fill
+from dlcv.demo.shapes import COLORS, SHAPES, TEXTURES, check_choices, pixel_noise, shape_mask, smooth_noise, texture_fill
 
 __all__ = ["ObjectIdentity", "IDENTITIES", "render_identity"]
 
@@ -47,10 +47,7 @@ class ObjectIdentity:
     texture: str
 
     def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"unknown shape {self.shape!r}; known: {', '.join(SHAPES)}")
-        if self.texture not in TEXTURES:
-            raise ValueError(f"unknown texture {self.texture!r}; known: {', '.join(TEXTURES)}")
+        check_choices(shape=self.shape, texture=self.texture)
 
     @property
     def name(self) -> str:

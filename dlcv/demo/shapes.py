@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SHAPES", "COLORS", "TEXTURES", "STYLES", "ObjectSpec", "render_scene", "smooth_noise",
+__all__ = ["SHAPES", "COLORS", "TEXTURES", "STYLES", "ObjectSpec", "check_choices", "render_scene", "smooth_noise",
            "pixel_noise", "shape_mask", "texture_fill"]
 
 
@@ -80,6 +80,14 @@ TEXTURES: tuple[str, ...] = ("solid", "stripes", "dots", "checker", "gradient", 
 STYLES: tuple[str, ...] = ("clutter", "plain", "flat", "painterly")
 
 
+def check_choices(**values: str) -> None:
+    """ValueError naming the first value that is not one of the renderer's (shape, colour, texture)."""
+    known = {"shape": SHAPES, "colour": tuple(COLORS), "texture": TEXTURES}
+    for kind, value in values.items():
+        if value not in known[kind]:
+            raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known[kind])}")
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     shape: str
@@ -87,12 +95,7 @@ class ObjectSpec:
     texture: str
 
     def __post_init__(self) -> None:
-        if self.shape not in _OUTLINES:
-            raise ValueError(f"unknown shape {self.shape!r}; known: {', '.join(SHAPES)}")
-        if self.color not in COLORS:
-            raise ValueError(f"unknown colour {self.color!r}; known: {', '.join(COLORS)}")
-        if self.texture not in TEXTURES:
-            raise ValueError(f"unknown texture {self.texture!r}; known: {', '.join(TEXTURES)}")
+        check_choices(shape=self.shape, colour=self.color, texture=self.texture)
 
     @property
     def name(self) -> str:
